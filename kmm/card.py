@@ -1,0 +1,204 @@
+"""Publishable bundle + model card from a training run (`python -m kmm export-weights`).
+
+Copies only what inference needs (config.json + model.safetensors per model, normalizer.safetensors),
+measures the held-out numbers the card reports, and writes the card (README.md, Hub model-card format).
+Every number in the card comes from this code on the split named in it.
+"""
+from __future__ import annotations
+
+import json
+import platform
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+MODELS = ("tokenizer", "residual", "kmm", "kmm-random", "transformer")
+CREDIT_BANDAI = ("Bandai-Namco-Research-Motiondataset-1 and -2 © 2022 Bandai Namco Research Inc., CC BY-NC 4.0; "
+                 "M. Kobayashi et al., \"Motion Capture Dataset for Practical Use of AI-based Motion Editing and "
+                 "Stylization\", arXiv:2306.08861, 2023.")
+CREDIT_CMU = ("The data used in this project was obtained from mocap.cs.cmu.edu. The database was created with "
+              "funding from NSF EIA-0196217.")
+
+
+def copy_bundle(run: Path, out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(run / "normalizer.safetensors", out / "normalizer.safetensors")
+    for name in MODELS:
+        if not (run / name / "model.safetensors").is_file():
+            continue
+        (out / name).mkdir(exist_ok=True)
+        for f in ("config.json", "model.safetensors"):
+            shutil.copy2(run / name / f, out / name / f)
+    for f in ("recipe.json", "train_log.jsonl"):
+        if (run / f).is_file():
+            shutil.copy2(run / f, out / f)
+
+
+@torch.no_grad()
+def held_out_numbers(bundle: Path, dataset, split: str = "test") -> dict:
+    """Tokenizer MPJPE, masked-token accuracy and length-head error of each generator on `split`."""
+    from kmm.corpus import build_corpus
+    from kmm.model.generator import MaskedGenerator
+    from kmm.model.tokenizer import MotionTokenizer
+    from kmm.pipeline import Pipeline
+    from kmm.text_backbone import shared_backbone
+    from kmm.train import Recipe, generator_val, tokenize_corpus, tokenizer_mpjpe_mm
+
+    corpus = build_corpus(dataset, split, mirror=False)
+    pipe = Pipeline.from_pretrained(bundle, "kmm")
+    tok: MotionTokenizer = pipe.tokenizer
+    out = {"split": split, "clips": len(corpus),
+           "tokenizer_mpjpe_mm": round(tokenizer_mpjpe_mm(tok, pipe.normalizer, corpus), 2),
+           "tokenizer_local_mpjpe_mm": round(local_mpjpe_mm(tok, pipe.normalizer, corpus), 2)}
+    tc = tokenize_corpus(tok, pipe.normalizer, corpus)
+    backbone = shared_backbone(None, pipe.generator.config.text.max_tokens)
+    for name in ("kmm", "kmm-random", "transformer"):
+        if not (bundle / name).is_dir():
+            continue
+        gen = MaskedGenerator.from_pretrained(bundle / name)
+        val = generator_val(gen, tok, tc, backbone, Recipe())
+        out[name] = {"masked_token_acc": val["val_acc"], "masked_token_nll": val["val_nll"],
+                     "length_mae_s": round(val["val_len_err_tokens"] * 4 / 20, 2),
+                     "params_m": round(sum(p.numel() for p in gen.parameters()) / 1e6, 2)}
+        gen.train(False)
+    out["tokenizer_params_m"] = round(sum(p.numel() for p in tok.parameters()) / 1e6, 2)
+    out["residual_params_m"] = round(sum(p.numel() for p in pipe.residual.parameters()) / 1e6, 2)
+    return out
+
+
+@torch.no_grad()
+def local_mpjpe_mm(tok, normalizer, corpus) -> float:
+    """Tokenizer error of the body pose alone: joints relative to the pelvis, per frame (no root drift)."""
+    from kmm.motion.features import features_to_joints
+
+    errs, n = 0.0, 0
+    for f in corpus.features:
+        T = len(f) // tok.downsample * tok.downsample
+        if T == 0:
+            continue
+        x = torch.from_numpy(normalizer.normalize(f[:T]))[None]
+        rec = features_to_joints(normalizer.denormalize(tok.decode(tok.encode(x)))[0].double())
+        gt = features_to_joints(torch.from_numpy(f[:T]).double())
+        rec, gt = rec - rec[:, :1], gt - gt[:, :1]
+        errs += float((rec - gt).norm(dim=-1).mean()) * T
+        n += T
+    return 1000.0 * errs / max(n, 1)
+
+
+def stage_wall_seconds(times: list[float]) -> float:
+    """Wall time of a stage from the timestamps of its periodic log rows, robust to interruptions.
+
+    Gaps longer than 5× the median gap are a stop and resume: they count as one median gap.
+    [0, 10, 20, 1000, 1010] -> 50.
+    """
+    gaps = np.diff(np.asarray(times, dtype=float))
+    if len(gaps) == 0:
+        return 0.0
+    med = float(np.median(gaps))
+    return float(med + np.where(gaps > 5 * med, med, gaps).sum())
+
+
+def _wall_times(run: Path) -> dict:
+    rows = [json.loads(x) for x in (run / "train_log.jsonl").read_text().splitlines() if x.strip()]
+    times: dict[str, list[float]] = {}
+    last = {}
+    for r in rows:
+        if "step" in r:
+            last[r["stage"]] = r
+            times.setdefault(r["stage"], []).append(r["time"])
+    return {"wall_s": {k: round(stage_wall_seconds(v), 1) for k, v in times.items()}, "last": last}
+
+
+def write_card(bundle: Path, run: Path, dataset, numbers: dict, command: str) -> Path:
+    recipe = json.loads((run / "recipe.json").read_text())
+    logs = _wall_times(run)
+    summary = dataset.summary()
+    w = logs["wall_s"]
+    gen_rows = "\n".join(
+        f"| `{n}` | {d} | {numbers[n]['params_m']} M | {recipe['generator_steps']} × {recipe['generator_batch']} | "
+        f"{w.get(n, float('nan')) / 60:.1f} min | {numbers[n]['masked_token_acc']:.3f} | {numbers[n]['length_mae_s']:.2f} s |"
+        for n, d in (("kmm", "bidirectional Mamba, key-frame masking"),
+                     ("kmm-random", "bidirectional Mamba, random masking (ablation)"),
+                     ("transformer", "masked transformer (MoMask-style baseline)")) if n in numbers)
+    total_min = sum(v for k, v in w.items() if k in MODELS) / 60
+    card = f"""---
+license: cc-by-nc-4.0
+library_name: kmm
+pipeline_tag: text-to-3d
+tags: [motion-generation, text-to-motion, mamba, masked-modeling]
+---
+# KMM (Key Frame Mask Mamba) — CPU-trained weights
+
+First open weights for *KMM: Key Frame Mask Mamba for Extended Motion Generation* (Zhang et al.,
+arXiv 2411.06481), trained from scratch by this project on a 2-core CPU. The paper released no code or
+weights; every choice it leaves open is listed below and in each `config.json`.
+
+**Licence: CC BY-NC 4.0 — non-commercial use only**, because most of the training data (Bandai Namco
+Research motion datasets) is CC BY-NC 4.0.
+Credits: {CREDIT_BANDAI} {CREDIT_CMU}
+
+## What is in this folder
+| folder | what |
+|---|---|
+| `tokenizer/` | residual VQ-VAE, {numbers['tokenizer_params_m']} M parameters, ×4 time downsampling, {recipe['tokenizer']['n_quantizers']} codebooks × {recipe['tokenizer']['n_codes']} codes |
+| `kmm/` | KMM generator (key-frame masking + contrastive text alignment; includes the fine-tuned top layer of the text encoder) |
+| `kmm-random/` | the same model trained with random masking (ablation, same budget and seed) |
+| `transformer/` | masked-transformer baseline on the same tokenizer, same budget |
+| `residual/` | residual-layer predictor shared by the three generators ({numbers['residual_params_m']} M) |
+| `normalizer.safetensors` | feature mean/std of the training split |
+
+## Data and split
+Trained on the **train** split of every folder under `../shared/data` (mirrored copies added, captions
+mirrored left↔right, light paraphrases); numbers below are on the held-out **{numbers['split']}** split
+({numbers['clips']} clips), which no model saw in training.
+```
+{summary}
+```
+
+## Training (this run)
+Command: `{command}` (then `python -m kmm export-weights --run runs/kmm --out assets/kmm`).
+Machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads visible, torch {torch.__version__}, CPU only.
+
+| stage | steps × batch | wall time |
+|---|---|---|
+| tokenizer | {recipe['tokenizer_steps']} × {recipe['tokenizer_batch']} windows of {recipe['tokenizer_window']} frames | {w.get('tokenizer', float('nan')) / 60:.1f} min |
+| residual predictor | {recipe['residual_steps']} × {recipe['residual_batch']} | {w.get('residual', float('nan')) / 60:.1f} min |
+
+| generator | architecture | parameters | steps × batch | wall time | held-out masked-token acc. (ratio 0.5) | length head MAE |
+|---|---|---|---|---|---|---|
+{gen_rows}
+
+Stages ran partly in parallel (one thread each); summed stage time {total_min:.0f} min.
+Tokenizer reconstruction on the held-out split: **MPJPE {numbers['tokenizer_mpjpe_mm']} mm** with the root
+trajectory integrated over whole clips (drift included), **{numbers['tokenizer_local_mpjpe_mm']} mm** for the body pose
+relative to the pelvis.
+
+## Choices the paper leaves open (ours)
+- Text encoder: all-MiniLM-L6-v2 (CLIP is not obtainable offline here); only its last layer is fine-tuned.
+- Mamba blocks: d_model {recipe['generator']['d_model']}, {recipe['generator']['n_layers']} bidirectional layers,
+  d_state {recipe['generator']['d_state']}, expand {recipe['generator']['expand']} (sized for CPU training);
+  backward scan over the reversed valid part of each sequence; outputs summed.
+- Key-frame masking: density-peak score Γ = ρ·δ over the tokenizer's quantised token vectors, σ = median pairwise
+  distance; key frames take {recipe['generator']['key_frame_share']:.0%} of each masking budget, the rest random.
+- Text fusion: each segment's text embedding is added to its tokens (several texts per sequence).
+- Contrastive alignment: λ = {recipe['generator']['contrastive_weight']}, motion side = MLP + mean over ground-truth
+  token embeddings; identical captions are not used as negatives.
+- Training window {recipe['generator']['max_tokens']} tokens ({recipe['generator']['max_tokens'] * 4 / 20:.1f} s);
+  longer timelines are generated in overlapping windows.
+
+## Known limits
+- Small data (3.8 h) with template captions built from action/style labels: the vocabulary is mostly
+  locomotion, hand raising/waving, bows and a few gestures, plus CMU's short trial descriptions. Free-form
+  prompts outside that vocabulary fall back to generic motion.
+- No multi-action training sequences exist in the data: transitions between segments are written by the
+  bidirectional model from single-action clips.
+- CPU-sized models trained for minutes, not days: expect visibly lower quality than published GPU models.
+"""
+    path = bundle / "README.md"
+    path.write_text(card)
+    (bundle / "metrics.json").write_text(json.dumps({"held_out": numbers, "train_log_last": logs["last"],
+                                                      "wall_s": w, "written": time.strftime("%Y-%m-%d")}, indent=2) + "\n")
+    return path

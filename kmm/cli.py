@@ -1,0 +1,323 @@
+"""Command line: `python -m kmm <command> ...`.
+
+Adding a command: write `add_<name>_parser(sub)` that creates a subparser and sets
+`func=<function taking the parsed args, returning an exit code>`, then append it to
+`PARSER_BUILDERS`. Heavy imports (torch models, features, exporters) go inside the command
+function so `python -m kmm --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from kmm.data import DataError
+
+
+class CliError(Exception):
+    """A user-facing error: printed as one `error: ...` line, exit code 2."""
+
+
+# ----------------------------------------------------------------------------------------------
+# data check
+
+
+def add_data_parser(sub: argparse._SubParsersAction) -> None:
+    data = sub.add_parser("data", help="dataset tools")
+    data_sub = data.add_subparsers(dest="data_command", required=True)
+    check = data_sub.add_parser(
+        "check", help="validate dataset folder(s), print a summary and the feature round-trip error")
+    check.add_argument("dir", nargs="?", default=None,
+                       help="dataset folder(s) or a parent of them, comma separated "
+                            "(default: $KMM_DATA or ../shared/data)")
+    check.set_defaults(func=cmd_data_check)
+
+
+def cmd_data_check(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from kmm.data import load_dataset, resolve_data_dirs
+
+    dataset = load_dataset(resolve_data_dirs(args.dir))
+    print(dataset.summary())
+
+    from kmm.motion.features import canonicalize, features_to_joints, joints_to_features
+
+    per_source: dict[str, list[tuple[float, float]]] = {}
+    for clip in dataset.clips():
+        target = np.asarray(canonicalize(clip.joints), dtype=np.float64)
+        rebuilt = np.asarray(features_to_joints(joints_to_features(clip.joints)), dtype=np.float64)
+        if rebuilt.shape != target.shape:
+            raise CliError(f"{clip.source}/{clip.id}: round trip gave shape {rebuilt.shape}, "
+                           f"expected {target.shape}")
+        err_mm = np.linalg.norm(rebuilt - target, axis=-1) * 1000.0  # (T, 22)
+        per_source.setdefault(clip.source, []).append((float(err_mm.max()), float(err_mm.mean())))
+    print("feature round trip (features_to_joints(joints_to_features(j)) vs canonicalize(j)):")
+    overall = 0.0
+    for source, errs in per_source.items():
+        max_mm = max(e[0] for e in errs)
+        mean_mm = float(np.mean([e[1] for e in errs]))
+        overall = max(overall, max_mm)
+        print(f"  {source}: clips={len(errs)} max_mm={max_mm:.4f} mean_mm={mean_mm:.4f}")
+    print(f"roundtrip_max_mm={overall:.6f}")
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------
+# export
+
+
+EXPORT_FORMATS = (".bvh", ".npz")
+
+
+def add_export_parser(sub: argparse._SubParsersAction) -> None:
+    export = sub.add_parser("export", help="write one dataset clip as .bvh or .npz")
+    export.add_argument("dir", help="dataset folder(s) or a parent of them, comma separated")
+    export.add_argument("--clip", required=True, help="clip id, e.g. 05_02")
+    export.add_argument("--out", required=True, type=Path, help="output file, .bvh or .npz")
+    export.set_defaults(func=cmd_export)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from kmm.data import load_dataset, resolve_data_dirs
+    from kmm.motion import skeleton
+
+    out: Path = args.out
+    suffix = out.suffix.lower()
+    if suffix not in EXPORT_FORMATS:
+        raise CliError(f"{out}: unknown output format {out.suffix or '(none)'!r}; "
+                       f"use one of {', '.join(EXPORT_FORMATS)}")
+    dataset = load_dataset(resolve_data_dirs(args.dir))
+    if args.clip not in dataset:
+        raise CliError(f"clip {args.clip!r} not found in {', '.join(str(d) for d in dataset.dirs)}")
+    clip = dataset[args.clip]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if suffix == ".bvh":
+        from kmm.motion.bvh import write_bvh
+
+        write_bvh(out, clip.joints, fps=skeleton.FPS)
+    else:
+        from kmm.motion.features import joints_to_features
+        from kmm.motion.npz import save_motion_npz
+
+        save_motion_npz(out, clip.joints, features=joints_to_features(clip.joints),
+                        fps=skeleton.FPS, segment_texts=(clip.captions[0],),
+                        boundaries=(0, clip.n_frames),
+                        model_id=f"ground-truth:{clip.source}/{clip.id}")
+    print(f"wrote {out} ({clip.source}/{clip.id}, {clip.n_frames} frames, "
+          f"{clip.seconds:.2f} s: {clip.captions[0]!r})")
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------
+# wiring
+
+
+PARSER_BUILDERS: list[Callable[[argparse._SubParsersAction], None]] = [
+    add_data_parser,
+    add_export_parser,
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m kmm", description="KMM: Key Frame Mask Mamba text-to-motion")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in PARSER_BUILDERS:
+        add(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (DataError, CliError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+# ----------------------------------------------------------------------------------------------
+# train
+
+
+def add_train_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train tokenizer, residual predictor and generators (resumable)")
+    p.add_argument("--data", default=None, help="dataset folder(s) or a parent (default: $KMM_DATA or ../shared/data)")
+    p.add_argument("--out", type=Path, default=Path("runs/kmm"), help="run folder (checkpoints, logs, bundle)")
+    p.add_argument("--recipe", default="default", help="'default', 'tiny', or a recipe JSON file")
+    p.add_argument("--stages", default="tokenizer,residual,generators",
+                   help="comma list of tokenizer, residual, generators")
+    p.add_argument("--generators", default=None, help="comma list of kmm, kmm-random, transformer")
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--cache", type=Path, default=Path(".cache"), help="feature cache folder")
+    p.set_defaults(func=cmd_train)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from kmm.data import load_dataset, resolve_data_dirs
+    from kmm.train import GENERATOR_VARIANTS, Recipe, tiny_recipe, train_all
+
+    if args.recipe == "default":
+        recipe = Recipe()
+    elif args.recipe == "tiny":
+        recipe = tiny_recipe()
+    elif Path(args.recipe).is_file():
+        recipe = Recipe.load(args.recipe)
+    else:
+        raise CliError(f"unknown recipe {args.recipe!r} (default, tiny, or a JSON file)")
+    if args.generators:
+        names = tuple(n.strip() for n in args.generators.split(",") if n.strip())
+        bad = [n for n in names if n not in GENERATOR_VARIANTS]
+        if bad:
+            raise CliError(f"unknown generator(s) {bad}; choose from {sorted(GENERATOR_VARIANTS)}")
+        recipe = dataclasses.replace(recipe, generators=names)
+    if args.threads:
+        recipe = dataclasses.replace(recipe, threads=args.threads)
+    stages = tuple(s.strip() for s in args.stages.split(",") if s.strip())
+    dataset = load_dataset(resolve_data_dirs(args.data))
+    print(dataset.summary())
+    out = train_all(dataset, args.out, recipe, stages=stages, cache_dir=args.cache)
+    print(f"run folder: {out}")
+    return 0
+
+
+PARSER_BUILDERS.append(add_train_parser)
+
+
+# ----------------------------------------------------------------------------------------------
+# generate
+
+
+DEFAULT_WEIGHTS = Path(__file__).resolve().parents[1] / "assets" / "kmm"
+
+
+def add_generate_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("generate", help="text (one or several segments) -> motion .npz / .bvh")
+    p.add_argument("prompt", help='e.g. "walk forward, then turn left, then sit down" (split into segments)')
+    p.add_argument("--lengths", default=None, help="seconds per segment, e.g. 3,2,4 or 3,auto,4 (default: auto)")
+    p.add_argument("--seconds", type=float, default=None, help="one length for every segment")
+    p.add_argument("--no-split", action="store_true", help="treat the whole prompt as one segment")
+    p.add_argument("--model", default="kmm", help="kmm, kmm-random or transformer")
+    p.add_argument("--weights", default=None, help=f"bundle folder (default: Hub if configured, else {DEFAULT_WEIGHTS})")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--guidance", type=float, default=3.0)
+    p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    p.add_argument("--out", required=True, type=Path, help="output .npz or .bvh")
+    p.set_defaults(func=cmd_generate)
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    import time
+
+    from kmm.model.weights import WeightsError
+    from kmm.segment import TimelineError, parse_lengths, split_prompt
+
+    if args.out.suffix.lower() not in EXPORT_FORMATS:
+        raise CliError(f"--out must end in .npz or .bvh, got {args.out.name!r}")
+    try:
+        texts = [args.prompt.strip()] if args.no_split else split_prompt(args.prompt)
+        if args.lengths is not None and args.seconds is not None:
+            raise CliError("give --lengths or --seconds, not both")
+        if args.seconds is not None:
+            lengths = [args.seconds] * len(texts)
+        elif args.lengths is not None:
+            lengths = parse_lengths(args.lengths, len(texts))
+        else:
+            lengths = [None] * len(texts)
+        from kmm.pipeline import Pipeline
+
+        weights, source = _resolve_weights(args.weights)
+        t0 = time.perf_counter()
+        pipe = Pipeline.from_pretrained(weights, generator=args.model, device=args.device)
+        pipe.predict_seconds(["warm-up"])  # loads the text encoder before timing
+        t_load = time.perf_counter() - t0
+        result = pipe.generate(list(zip(texts, lengths)), seed=args.seed, guidance=args.guidance, steps=args.steps)
+    except (TimelineError, WeightsError) as e:
+        raise CliError(str(e)) from e
+    _write_result(args.out, result)
+    print(f"weights: {source} ({args.model}); load {t_load:.2f} s")
+    for i, (t, a, b) in enumerate(zip(result.texts, result.boundaries[:-1], result.boundaries[1:])):
+        print(f"  segment {i + 1}: frames {a}-{b} ({(b - a) / 20:.1f} s) {t!r}")
+    print(f"frames={result.n_frames} boundaries={result.boundaries}")
+    print(f"generate_seconds={result.timings['total_s']:.3f} (text {result.timings['text_s']:.3f}, "
+          f"tokens {result.timings['tokens_s']:.3f}, decode {result.timings['decode_s']:.3f})")
+    print(f"wrote {args.out}")
+    return 0
+
+
+def _resolve_weights(explicit: str | None):
+    if explicit:
+        return Path(explicit), f"local {explicit}"
+    try:
+        from kmm.hub import resolve_weights
+    except ImportError:
+        return DEFAULT_WEIGHTS, f"bundled {DEFAULT_WEIGHTS}"
+    return resolve_weights()
+
+
+def _write_result(out: Path, result) -> None:
+    from kmm.motion.bvh import write_bvh
+    from kmm.motion.npz import save_motion_npz
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix.lower() == ".bvh":
+        write_bvh(out, result.joints)
+    else:
+        save_motion_npz(out, result.joints, features=result.features, fps=20, segment_texts=result.texts,
+                        boundaries=result.boundaries, model_id=result.model_id, seed=result.seed)
+
+
+PARSER_BUILDERS.append(add_generate_parser)
+
+
+# ----------------------------------------------------------------------------------------------
+# evaluation: train-evaluator, evaluate, bench, report (each parser lives next to its code in kmm/eval/)
+
+
+def add_eval_parsers(sub: argparse._SubParsersAction) -> None:
+    from kmm.eval import bench, evaluate, report, train_evaluator
+
+    for module in (train_evaluator, evaluate, bench, report):
+        module.add_parser(sub)
+
+
+PARSER_BUILDERS.append(add_eval_parsers)
+
+
+# ----------------------------------------------------------------------------------------------
+# export-weights (bundle + model card)
+
+
+def add_export_weights_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export-weights", help="copy a training run's weights into a bundle and write its model card")
+    p.add_argument("--run", type=Path, default=Path("runs/kmm"))
+    p.add_argument("--out", type=Path, default=DEFAULT_WEIGHTS)
+    p.add_argument("--data", default=None)
+    p.add_argument("--split", default="test")
+    p.add_argument("--command", default="python -m kmm train --out runs/kmm", help="the training command, for the card")
+    p.set_defaults(func=cmd_export_weights)
+
+
+def cmd_export_weights(args: argparse.Namespace) -> int:
+    import json
+
+    from kmm.card import copy_bundle, held_out_numbers, write_card
+    from kmm.data import load_dataset, resolve_data_dirs
+
+    if not (args.run / "train_log.jsonl").is_file():
+        raise CliError(f"{args.run} is not a training run folder (no train_log.jsonl)")
+    dataset = load_dataset(resolve_data_dirs(args.data))
+    copy_bundle(args.run, args.out)
+    numbers = held_out_numbers(args.out, dataset, args.split)
+    print(json.dumps(numbers, indent=2))
+    print(f"wrote {write_card(args.out, args.run, dataset, numbers, args.command)}")
+    return 0
+
+
+PARSER_BUILDERS.append(add_export_weights_parser)

@@ -1,0 +1,135 @@
+"""Render results/eval.json and results/bench.json as Markdown tables (the README includes this verbatim).
+
+    python -m kmm report results/eval.json results/bench.json > results/report.md
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+# (key, column title, digits)
+EVAL_COLUMNS = (
+    ("r_precision_top1", "R@1 ↑", 3), ("r_precision_top2", "R@2 ↑", 3), ("r_precision_top3", "R@3 ↑", 3),
+    ("fid", "FID ↓", 3), ("mm_dist", "MM-Dist ↓", 3), ("diversity", "Diversity →", 3),
+    ("multimodality", "MModality ↑", 3), ("foot_skating", "Skate ↓", 3),
+)
+TRANSITION_COLUMNS = (
+    ("peak_jerk", "PJ (m/s³) ↓", 1), ("auj", "AUJ (m/s³) ↓", 0), ("transition_fid", "Trans. FID ↓", 3),
+    ("ait_s", "AIT (s) ↓", 3),
+)
+MODEL_TITLES = {"gt": "Ground truth", "kmm": "KMM (key-frame masking)", "kmm-random": "KMM, random masking",
+                "transformer": "Transformer (MoMask-style)"}
+
+
+def fmt_value(v: dict | None, digits: int = 3) -> str:
+    """{"mean": 0.5, "ci95": 0.01} -> "0.500 ± 0.010"; a single seed -> "0.500"; None -> "–"."""
+    if v is None:
+        return "–"
+    if len(v.get("values", [])) <= 1:
+        return f"{v['mean']:.{digits}f}"
+    return f"{v['mean']:.{digits}f} ± {v['ci95']:.{digits}f}"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + ["| " + " | ".join(r) + " |" for r in rows]
+
+
+def render_eval(result: dict) -> str:
+    models = result["models"]
+    seeds = result["seeds"]
+    s = result.get("settings", {})
+    lines = [f"### Text-to-motion on the `{result['split']}` split",
+             "",
+             f"{result['n_texts']} texts × {len(seeds)} seed(s) {seeds}; mean ± 95% interval over seeds; "
+             f"{s.get('steps', '?')} decoding steps, guidance {s.get('guidance', '?')}; FID against all "
+             f"{result.get('n_real', '?')} real clips of the split; frozen evaluator `{result['evaluator']['path']}`.",
+             ""]
+    rows = [[MODEL_TITLES.get(n, n)] + [fmt_value(m["metrics"].get(k), d) for k, _, d in EVAL_COLUMNS]
+            for n, m in models.items()]
+    lines += _table(["Model"] + [t for _, t, _ in EVAL_COLUMNS], rows)
+    gens = {n: m for n, m in models.items() if n != "gt"}
+    if gens:
+        lines += ["", f"### Transitions ({s.get('transition_segments', '?')} segments in one timeline, "
+                      f"{s.get('transition_window', 60)}-frame windows) and speed", "",
+                  f"Real-motion mean jerk: {result.get('real_mean_jerk', float('nan')):.1f} m/s³ "
+                  "(AUJ is measured against it; divide jerk by 8000 for FlowMDM's m/frame³).", ""]
+        rows = [[MODEL_TITLES.get(n, n)] + [fmt_value(m["metrics"].get(k), d) for k, _, d in TRANSITION_COLUMNS]
+                for n, m in gens.items()]
+        lines += _table(["Model"] + [t for _, t, _ in TRANSITION_COLUMNS], rows)
+    ev = result["evaluator"].get("sha256", {})
+    lines += ["", f"Wall time {result['wall_s'] / 60:.1f} min on {result.get('device', 'cpu')} "
+                  f"({s.get('threads', '?')} thread(s)); evaluator sha256 "
+                  f"`{ev.get('model.safetensors', '?')[:12]}…`."]
+    return "\n".join(lines)
+
+
+def _length(seconds: float) -> str:
+    """10 -> "10 s"; 60 -> "1 min"; 90 -> "1.5 min"."""
+    return f"{seconds:g} s" if seconds < 60 else f"{seconds / 60:g} min"
+
+
+def _mib(kib) -> str:
+    return "–" if kib is None else f"{kib / 1024:.0f}"
+
+
+def render_bench(result: dict) -> str:
+    hw = result["hardware"]
+    lines = ["### Speed (text → joints)", "",
+             f"{hw.get('cpu', '?')}, {hw.get('cores', '?')} cores, {hw.get('threads', '?')} torch thread(s), "
+             f"device {hw.get('device', '?')}, torch {hw.get('torch', '?')}; mean ± 95% interval over "
+             f"{result['repeats']} repeats after one warm-up; {result.get('steps', '?')} decoding steps.", ""]
+    rows = [[MODEL_TITLES.get(n, n), fmt_value(m.get("single_10s"), 3), fmt_value(m.get("timeline_4x10s"), 3)]
+            for n, m in result["models"].items()]
+    lines += _table(["Model", "10 s prompt (s)", "4 × 10 s timeline (s)"], rows)
+    curve_rows = []
+    for n, m in result["models"].items():
+        for p in m.get("scaling", []):
+            curve_rows.append([MODEL_TITLES.get(n, n), _length(p["seconds"]), str(p["segments"]),
+                               "–" if p.get("wall_s") is None else f"{p['wall_s']:.2f}",
+                               "–" if p.get("wall_s") is None else f"{p['wall_s'] / p['seconds']:.3f}",
+                               _mib(p.get("peak_rss_kib")), _mib(p.get("rss_delta_kib")),
+                               p.get("error", "")])
+    if curve_rows:
+        lines += ["", "Scaling with timeline length (10-s segments; one fresh process per point; peak RSS of that "
+                      "process including model loading, and the RSS growth during the generation itself):", ""]
+        lines += _table(["Model", "Timeline", "Segments", "Wall (s)", "s per s of motion", "Peak RSS (MiB)",
+                         "RSS growth (MiB)", "Note"], curve_rows)
+    return "\n".join(lines)
+
+
+def render(results: list[dict]) -> str:
+    parts = []
+    for r in results:
+        kind = r.get("kind")
+        if kind == "kmm-eval":
+            parts.append(render_eval(r))
+        elif kind == "kmm-bench":
+            parts.append(render_bench(r))
+        else:
+            raise ValueError(f"unknown result kind {kind!r} (expected kmm-eval or kmm-bench)")
+    return "\n\n".join(parts) + "\n"
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("report", help="render eval/bench JSON results as Markdown")
+    p.add_argument("files", nargs="+", type=Path, help="results/eval.json, results/bench.json")
+    p.set_defaults(func=cmd_report)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from kmm.cli import CliError
+
+    results = []
+    for path in args.files:
+        try:
+            results.append(json.loads(path.read_text()))
+        except FileNotFoundError:
+            raise CliError(f"{path}: not found") from None
+        except json.JSONDecodeError as e:
+            raise CliError(f"{path}: not JSON ({e.msg})") from None
+    try:
+        print(render(results), end="")
+    except (ValueError, KeyError) as e:
+        raise CliError(f"cannot render: {e}") from None
+    return 0

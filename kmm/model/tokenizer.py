@@ -1,0 +1,81 @@
+"""Motion tokenizer: a residual VQ-VAE over 263-d features — paper §3.1 (METHOD.md §2).
+
+Time is downsampled ×4 by strided 1D convolutions; each latent step is quantised by a stack of residual
+codebooks. `encode(features) -> codes (B, T/4, Q)` and `decode(codes) -> features (B, T, 263)`.
+Features are normalised (see kmm.motion.features.Normalizer) before they reach this module.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import nn
+
+from kmm.config import TokenizerConfig
+from kmm.model.quantizer import ResidualVQ
+from kmm.model.weights import PretrainedMixin
+
+
+class ResBlock(nn.Module):
+    def __init__(self, width: int, dilation: int):
+        super().__init__()
+        self.conv1 = nn.Conv1d(width, width, 3, padding=dilation, dilation=dilation)
+        self.conv2 = nn.Conv1d(width, width, 1)
+
+    def forward(self, x):  # (B, W, T) -> (B, W, T)
+        return x + self.conv2(F.relu(self.conv1(F.relu(x))))
+
+
+def _res_stack(width: int, depth: int) -> list[nn.Module]:
+    return [ResBlock(width, 3 ** i) for i in range(depth)]
+
+
+class MotionTokenizer(PretrainedMixin, nn.Module):
+    config_class = TokenizerConfig
+
+    def __init__(self, config: TokenizerConfig):
+        super().__init__()
+        self.config = c = config
+        W = c.width
+        enc = [nn.Conv1d(c.feature_dim, W, 3, padding=1), nn.ReLU()]
+        for _ in range(c.n_down):
+            enc += [nn.Conv1d(W, W, 4, stride=2, padding=1), *_res_stack(W, c.res_depth)]
+        enc += [nn.Conv1d(W, c.code_dim, 3, padding=1)]
+        self.encoder = nn.Sequential(*enc)
+        dec = [nn.Conv1d(c.code_dim, W, 3, padding=1), nn.ReLU()]
+        for _ in range(c.n_down):
+            dec += [*_res_stack(W, c.res_depth), nn.Upsample(scale_factor=2, mode="nearest"),
+                    nn.Conv1d(W, W, 3, padding=1)]
+        dec += [nn.Conv1d(W, W, 3, padding=1), nn.ReLU(), nn.Conv1d(W, c.feature_dim, 3, padding=1)]
+        self.decoder = nn.Sequential(*dec)
+        self.rvq = ResidualVQ(c.n_quantizers, c.n_codes, c.code_dim, c.quantizer_dropout, c.ema_decay)
+
+    @property
+    def downsample(self) -> int:
+        return 2 ** self.config.n_down
+
+    def _latent(self, features):  # (B, T, F) -> (B, T/4, C)
+        return rearrange(self.encoder(rearrange(features, "b t f -> b f t")), "b c t -> b t c")
+
+    def forward(self, features):  # (B, T, F) -> recon (B, T, F), codes (B, T/4, Q), commitment
+        z = self._latent(features)
+        b = z.shape[0]
+        q, codes, commit = self.rvq(rearrange(z, "b t c -> (b t) c"))
+        q = rearrange(q, "(b t) c -> b t c", b=b)
+        return self.decode_latent(q), rearrange(codes, "(b t) q -> b t q", b=b), commit
+
+    def decode_latent(self, q):  # (B, T/4, C) -> (B, T, F)
+        return rearrange(self.decoder(rearrange(q, "b t c -> b c t")), "b f t -> b t f")
+
+    @torch.no_grad()
+    def encode(self, features):  # (B, T, F) -> (B, T/4, Q)
+        z = self._latent(features)
+        b = z.shape[0]
+        return rearrange(self.rvq.encode(rearrange(z, "b t c -> (b t) c")), "(b t) q -> b t q", b=b)
+
+    @torch.no_grad()
+    def decode(self, codes):  # (B, T/4, Q) -> (B, T, F)
+        return self.decode_latent(self.rvq.decode(codes))
+
+    def code_vectors(self, codes, layer: int):  # (...) ids of one layer -> (..., C)
+        return self.rvq.layers[layer].codes_to_vectors(codes)

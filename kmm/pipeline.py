@@ -1,0 +1,236 @@
+"""Text → motion: the one place that loads weights and runs the models — paper §3.2 inference, §3.4.
+
+    pipe = Pipeline.from_pretrained("assets/kmm")           # or a Hub repo id (see kmm.hub)
+    out = pipe.generate([("a person walks forward", 4.0), ("a person waves the right hand", None)], seed=0)
+    out.joints  # (T, 22, 3) metres, Y up, 20 fps; out.boundaries = [0, 80, ...]; out.texts
+
+Token grid (the one documented rounding): a segment of s seconds gets n = max(1, round(s · 20 / 4))
+tokens = 4n frames, so lengths are multiples of 0.2 s (3 s → 60 frames, 2 s → 40, 2.5 s → 48).
+All segments are generated jointly (each token conditioned on its own segment's text); timelines longer
+than the generator's window are generated in overlapping windows (overlap fixed from the previous window).
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file
+
+from kmm.model.generator import MaskedGenerator
+from kmm.model.residual import ResidualPredictor
+from kmm.model.text import TextTop
+from kmm.model.tokenizer import MotionTokenizer
+from kmm.model.weights import WeightsError
+from kmm.motion.features import Normalizer, features_to_joints
+from kmm.motion.skeleton import FPS
+from kmm.sampling import guided, mask_predict, residual_layers, sample_windows
+from kmm.segment import Segment, validate_timeline
+
+GENERATOR_NAMES = ("kmm", "kmm-random", "transformer")
+DECODER_CONTEXT_TOKENS = 9   # tokenizer decoder receptive field (±8.5 tokens), rounded up
+
+
+@dataclass
+class MotionResult:
+    joints: np.ndarray              # (T, 22, 3) float32
+    features: np.ndarray            # (T, 263) float32, un-normalised
+    codes: torch.Tensor             # (N, Q) token ids (kept for editing)
+    boundaries: list[int]           # frame boundaries, len = segments + 1
+    texts: list[str]
+    seconds: list[float]            # per segment, after the token grid
+    seed: int
+    guidance: float
+    model_id: str
+    timings: dict = field(default_factory=dict)
+
+    @property
+    def n_frames(self) -> int:
+        return int(self.joints.shape[0])
+
+
+def get_device(device: str | None = None) -> torch.device:
+    if device:
+        return torch.device(device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def frames_per_token() -> int:
+    return 4
+
+
+def seconds_to_tokens(seconds: float) -> int:
+    """3.0 -> 15 tokens (60 frames); 2.5 -> 12 tokens (48 frames); never below 1 token."""
+    return max(1, int(round(seconds * FPS / frames_per_token())))
+
+
+class Pipeline:
+    def __init__(self, tokenizer: MotionTokenizer, generator: MaskedGenerator, residual: ResidualPredictor,
+                 normalizer: Normalizer, text_backbone, model_id: str, device=None):
+        self.device = get_device(device)
+        self.tokenizer = tokenizer.to(self.device).eval()
+        self.generator = generator.to(self.device).eval()
+        self.residual = residual.to(self.device).eval()
+        self.normalizer = normalizer
+        self.backbone = text_backbone
+        self.model_id = model_id
+        self.residual_text = TextTop(generator.config.text).eval().to(self.device)
+        self.residual_text.load_bert_layer(text_backbone.last_layer_state(), "")
+
+    # --- loading ------------------------------------------------------------------------------
+    @classmethod
+    def from_pretrained(cls, path: str | Path, generator: str = "kmm", device: str | None = None,
+                        text_backbone=None, model_id: str | None = None) -> "Pipeline":
+        """Loads a bundle folder: normalizer.safetensors, tokenizer/, residual/, <generator>/."""
+        from kmm.text_backbone import shared_backbone
+
+        root = Path(path)
+        if not root.is_dir():
+            raise WeightsError(f"weights folder not found: {root}")
+        if generator not in GENERATOR_NAMES:
+            raise WeightsError(f"unknown generator {generator!r}; choose from {GENERATOR_NAMES}")
+        norm_path = root / "normalizer.safetensors"
+        if not norm_path.is_file():
+            raise WeightsError(f"missing {norm_path}")
+        try:
+            stats = {k: v.numpy() for k, v in load_file(str(norm_path)).items()}
+        except Exception as e:  # noqa: BLE001
+            raise WeightsError(f"corrupt {norm_path}: {e}") from e
+        tok = MotionTokenizer.from_pretrained(root / "tokenizer")
+        res = ResidualPredictor.from_pretrained(root / "residual")
+        gen = MaskedGenerator.from_pretrained(root / generator)
+        backbone = text_backbone or shared_backbone(None, gen.config.text.max_tokens)
+        return cls(tok, gen, res, Normalizer.from_dict(stats), backbone, model_id or f"{root.name}/{generator}", device)
+
+    # --- text -----------------------------------------------------------------------------------
+    @torch.no_grad()
+    def _text(self, texts: list[str]):  # -> generator text (S, 384), residual text (S, 384)
+        hidden, mask = self.backbone(texts)
+        hidden, mask = hidden.to(self.device), mask.to(self.device)
+        return self.generator.encode_text(hidden, mask), self.residual_text(hidden, mask)[1]
+
+    @torch.no_grad()
+    def predict_seconds(self, texts: list[str]) -> list[float]:
+        """Length head: the most likely token count for each text, in seconds."""
+        pooled, _ = self._text(texts)
+        n = self.generator.length_logits(pooled).argmax(-1) + 1
+        return [int(k) * frames_per_token() / FPS for k in n]
+
+    # --- generation -----------------------------------------------------------------------------
+    def _plan(self, segments):
+        segs = validate_timeline([s if isinstance(s, Segment) else Segment(*s) for s in segments])
+        texts = [s.text for s in segs]
+        missing = [i for i, s in enumerate(segs) if s.seconds is None]
+        seconds = [s.seconds for s in segs]
+        if missing:
+            guess = self.predict_seconds([texts[i] for i in missing])
+            for i, g in zip(missing, guess):
+                seconds[i] = g
+        n_tok = [seconds_to_tokens(s) for s in seconds]
+        return texts, n_tok
+
+    def _seg_ids(self, n_tok):  # -> (1, N)
+        return torch.cat([torch.full((n,), i, dtype=torch.long) for i, n in enumerate(n_tok)])[None].to(self.device)
+
+    @torch.no_grad()
+    def _sample_codes(self, text_gen, text_res, seg_ids, generator: torch.Generator, guidance: float, steps: int,
+                      temperature: float, fixed=None, fixed_mask=None):
+        """Base layer by windowed mask-predict, then residual layers. -> codes (N, Q)."""
+        gen = self.generator
+        N = seg_ids.shape[1]
+        window = gen.config.max_tokens
+        text = text_gen[None]                                                     # (1, S, 384)
+
+        def window_fn(start, end, fixed_w, known_w):
+            lengths = torch.tensor([end - start], device=self.device)
+            fn = guided(gen, lengths, text, seg_ids[:, start:end], guidance)
+            return mask_predict(fn, lengths, end - start, gen.mask_id, steps, generator,
+                                fixed=fixed_w.to(self.device), fixed_mask=known_w.to(self.device),
+                                temperature=temperature)
+
+        base = sample_windows(window_fn, N, window, window // 4,
+                              fixed=None if fixed is None else fixed[None, :, 0].cpu(),
+                              fixed_mask=None if fixed_mask is None else fixed_mask[None].cpu())
+        base = base.to(self.device)
+        lengths = torch.tensor([N], device=self.device)
+        codes = residual_layers(self.residual, self.tokenizer.code_vectors, base, lengths, text_res[None], seg_ids,
+                                self.tokenizer.config.n_quantizers,
+                                fixed=None if fixed is None else fixed[None],
+                                fixed_mask=None if fixed_mask is None else fixed_mask[None])
+        return codes[0]
+
+    @torch.no_grad()
+    def _decode(self, codes):  # (N, Q) -> features (4N, 263) float32 numpy
+        feats = self.normalizer.denormalize(self.tokenizer.decode(codes[None]))[0]
+        return feats.float().cpu().numpy()
+
+    @staticmethod
+    def _joints(features: np.ndarray) -> np.ndarray:
+        return features_to_joints(torch.from_numpy(features).double()).float().numpy()
+
+    def _generator(self, seed: int) -> torch.Generator:
+        return torch.Generator(device=self.device).manual_seed(int(seed))
+
+    @torch.no_grad()
+    def generate(self, segments, seed: int = 0, guidance: float = 3.0, steps: int = 10,
+                 temperature: float = 1.0) -> MotionResult:
+        """segments: [(text, seconds or None), ...] -> MotionResult. Same seed → same joints."""
+        t0 = time.perf_counter()
+        texts, n_tok = self._plan(segments)
+        text_gen, text_res = self._text(texts)
+        seg_ids = self._seg_ids(n_tok)
+        t1 = time.perf_counter()
+        codes = self._sample_codes(text_gen, text_res, seg_ids, self._generator(seed), guidance, steps, temperature)
+        t2 = time.perf_counter()
+        features = self._decode(codes)
+        joints = self._joints(features)
+        t3 = time.perf_counter()
+        return self._result(joints, features, codes, n_tok, texts, seed, guidance,
+                            {"text_s": t1 - t0, "tokens_s": t2 - t1, "decode_s": t3 - t2, "total_s": t3 - t0})
+
+    def _result(self, joints, features, codes, n_tok, texts, seed, guidance, timings):
+        fpt = frames_per_token()
+        bounds = [0] + list(np.cumsum([n * fpt for n in n_tok]).astype(int))
+        return MotionResult(joints, features, codes.cpu(), [int(b) for b in bounds], list(texts),
+                            [n * fpt / FPS for n in n_tok], int(seed), float(guidance), self.model_id, timings)
+
+    @torch.no_grad()
+    def regenerate_segment(self, result: MotionResult, index: int, *, seed: int, text: str | None = None,
+                           guidance: float | None = None, steps: int = 10, margin_tokens: int = 2) -> MotionResult:
+        """Regenerates segment `index` (0-based) with a new seed and/or text; every other token stays.
+
+        The tokens of the segment plus `margin_tokens` on each side (the two transitions) are resampled.
+        Decoded features are spliced: outside the resampled tokens ± the decoder's receptive field they are
+        copied bit for bit from `result`, so the other segments' poses stay exactly as they were (their
+        global placement after the edit follows the new segment's root path).
+        """
+        S = len(result.texts)
+        if not 0 <= index < S:
+            raise ValueError(f"segment index {index + 1} out of range 1..{S}")
+        texts = list(result.texts)
+        if text is not None:
+            texts[index] = text
+        fpt = frames_per_token()
+        n_tok = [(result.boundaries[i + 1] - result.boundaries[i]) // fpt for i in range(S)]
+        segs = validate_timeline([Segment(t, n * fpt / FPS) for t, n in zip(texts, n_tok)])
+        texts = [s.text for s in segs]
+        g = result.guidance if guidance is None else guidance
+        text_gen, text_res = self._text(texts)
+        seg_ids = self._seg_ids(n_tok)
+        a, b = result.boundaries[index] // fpt, result.boundaries[index + 1] // fpt
+        lo, hi = max(0, a - margin_tokens), min(sum(n_tok), b + margin_tokens)
+        old = result.codes.to(self.device)
+        fixed_mask = torch.ones(old.shape[0], dtype=torch.bool, device=self.device)
+        fixed_mask[lo:hi] = False
+        codes = self._sample_codes(text_gen, text_res, seg_ids, self._generator(seed), g, steps, 1.0,
+                                   fixed=old, fixed_mask=fixed_mask)
+        new_feats = self._decode(codes)
+        f_lo = max(0, (lo - DECODER_CONTEXT_TOKENS) * fpt)
+        f_hi = min(len(new_feats), (hi + DECODER_CONTEXT_TOKENS) * fpt)
+        features = result.features.copy()
+        features[f_lo:f_hi] = new_feats[f_lo:f_hi]
+        joints = self._joints(features)
+        return self._result(joints, features, codes, n_tok, texts, seed, g, {})

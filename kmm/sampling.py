@@ -1,0 +1,139 @@
+"""Decoding — paper §3.2 inference and §3.4 extended generation (METHOD.md §3–4).
+
+- `mask_predict`: iterative mask-predict (MaskGIT/MoMask) with tokens that may be fixed in advance
+  (inpainting: editing and window overlaps).
+- `guided`: classifier-free guidance, logits = (1 + s)·cond − s·uncond, in one doubled batch.
+- `residual_layers`: fills codebook layers 1..Q−1 from the base layer, greedily.
+- `window_plan` / `sample_windows`: timelines longer than the training window are generated in overlapping
+  windows whose overlap is fixed from the previous window, so time is linear and memory bounded.
+No I/O; all randomness comes from the torch.Generator passed in.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+
+from kmm.masking import valid_mask
+
+
+def guided(model, lengths, text, seg_ids, scale: float) -> Callable:
+    """Returns tokens (B, T) -> guided logits (B, T, K) for a MaskedGenerator-like model."""
+    def fn(tokens):
+        if scale == 0:
+            return model(tokens, lengths, text, seg_ids)
+        B = tokens.shape[0]
+        drop = torch.cat([torch.zeros(B, dtype=torch.bool), torch.ones(B, dtype=torch.bool)]).to(tokens.device)
+        both = model(torch.cat([tokens, tokens]), torch.cat([lengths, lengths]), torch.cat([text, text]),
+                     torch.cat([seg_ids, seg_ids]), drop)
+        cond, uncond = both[:B], both[B:]
+        return (1 + scale) * cond - scale * uncond
+    return fn
+
+
+def _gumbel(shape, generator, device):
+    u = torch.rand(shape, generator=generator, device=device).clamp_(1e-10, 1 - 1e-10)
+    return -torch.log(-torch.log(u))
+
+
+def _top_k_filter(logits, keep: float):
+    """Keep the top `keep` fraction of each row's logits (at least one), the rest -inf."""
+    k = max(1, int(math.ceil(keep * logits.shape[-1])))
+    kth = logits.topk(k, dim=-1).values[..., -1:]
+    return logits.masked_fill(logits < kth, -float("inf"))
+
+
+@torch.no_grad()
+def mask_predict(logits_fn, lengths, T: int, mask_id: int, steps: int, generator: torch.Generator, *,
+                 fixed=None, fixed_mask=None, temperature: float = 1.0, top_k: float = 0.1):
+    """Iterative mask-predict. lengths (B,); fixed (B, T) ids kept where fixed_mask (B, T) -> ids (B, T).
+
+    1. start with every free valid token masked; fixed tokens in place
+    2. each step: (guided) logits, sample every masked token (Gumbel-max, top-k filtered)
+    3. confidence = probability of the sampled id; fixed and already decided tokens are never re-masked
+    4. re-mask the least confident ⌊n_free · cos(π/2 · (s+1)/steps)⌋ of the sampled ones
+    """
+    device = lengths.device
+    B = lengths.shape[0]
+    valid = valid_mask(lengths, T)
+    if fixed_mask is None:
+        fixed_mask = torch.zeros(B, T, dtype=torch.bool, device=device)
+        fixed = torch.zeros(B, T, dtype=torch.long, device=device)
+    free = valid & ~fixed_mask                                                      # (B, T)
+    n_free = free.sum(1)                                                            # (B,)
+    # 1.
+    tokens = torch.where(fixed_mask, fixed, torch.full_like(fixed, mask_id))
+    tokens = torch.where(valid, tokens, torch.zeros_like(tokens))
+    for s in range(steps):
+        is_mask = tokens == mask_id
+        if not is_mask.any():
+            break
+        # 2.
+        logits = logits_fn(tokens).float()                                          # (B, T, K)
+        logits = _top_k_filter(logits / max(temperature, 1e-5), top_k)
+        sampled = (logits + _gumbel(logits.shape, generator, device)).argmax(-1)   # (B, T)
+        # 3.
+        conf = torch.softmax(logits, -1).gather(-1, sampled.unsqueeze(-1)).squeeze(-1)
+        conf = conf.masked_fill(~is_mask, float("inf"))
+        tokens = torch.where(is_mask, sampled, tokens)
+        # 4.
+        n_next = torch.floor(n_free.float() * math.cos(math.pi / 2 * (s + 1) / steps)).long()
+        rank = conf.argsort(dim=1).argsort(dim=1)                                   # 0 = least confident
+        remask = (rank < n_next[:, None]) & is_mask
+        tokens = tokens.masked_fill(remask, mask_id)
+    return tokens
+
+
+@torch.no_grad()
+def residual_layers(predictor, code_vectors, base, lengths, text, seg_ids, n_quantizers: int,
+                    scale: float = 0.0, fixed=None, fixed_mask=None):
+    """base (B, T) -> codes (B, T, Q). code_vectors(ids (B, T), layer) -> (B, T, C).
+
+    Fixed positions (fixed (B, T, Q)) keep their ids on every layer, so edits stay local.
+    """
+    codes = [base]
+    partial = code_vectors(base, 0)
+    for q in range(1, n_quantizers):
+        layer = torch.full_like(lengths, q)
+        logits = predictor(partial, layer, lengths, text, seg_ids)
+        if scale:
+            drop = torch.ones_like(lengths, dtype=torch.bool)
+            logits = (1 + scale) * logits - scale * predictor(partial, layer, lengths, text, seg_ids, drop)
+        ids = logits.argmax(-1)
+        if fixed_mask is not None:
+            ids = torch.where(fixed_mask, fixed[..., q], ids)
+        codes.append(ids)
+        partial = partial + code_vectors(ids, q)
+    return torch.stack(codes, -1)
+
+
+def window_plan(n_tokens: int, window: int, overlap: int) -> list[tuple[int, int]]:
+    """Overlapping windows covering [0, n_tokens). n=10, window=4, overlap=1 -> [(0,4),(3,7),(6,10)]."""
+    if n_tokens <= window:
+        return [(0, n_tokens)]
+    if not 0 <= overlap < window:
+        raise ValueError("overlap must be in [0, window)")
+    spans, start = [], 0
+    while True:
+        end = min(start + window, n_tokens)
+        spans.append((start, end))
+        if end == n_tokens:
+            return spans
+        start = end - overlap
+
+
+@torch.no_grad()
+def sample_windows(window_fn, n_tokens: int, window: int, overlap: int, *, fixed=None, fixed_mask=None):
+    """Runs window_fn(start, end, fixed_win (1, W), fixed_mask_win (1, W)) -> ids (1, W) over window_plan.
+
+    Each window's overlap with the previous one is fixed to what that window produced (inpainting), on top of
+    any tokens fixed by the caller. Returns ids (1, n_tokens).
+    """
+    ids = torch.zeros(1, n_tokens, dtype=torch.long) if fixed is None else fixed.clone()
+    known = torch.zeros(1, n_tokens, dtype=torch.bool) if fixed_mask is None else fixed_mask.clone()
+    for start, end in window_plan(n_tokens, window, overlap):
+        out = window_fn(start, end, ids[:, start:end], known[:, start:end])
+        ids[:, start:end] = out
+        known[:, start:end] = True
+    return ids

@@ -1,0 +1,468 @@
+"""Training recipe — paper §3 (tokenizer, then masked generator with key-frame masking and contrastive
+alignment, then the random-masking ablation and the transformer baseline with the same budget and seed).
+
+`train_all(dataset, out_dir, recipe)` runs every stage and leaves a bundle folder that
+`kmm.pipeline.Pipeline.from_pretrained` loads:
+    out_dir/normalizer.safetensors, tokenizer/, residual/, kmm/, kmm-random/, transformer/, train_log.jsonl
+Each stage checkpoints (safetensors + trainer_state.json) every `ckpt_every` steps and resumes from it.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from tqdm import tqdm
+
+from kmm.config import GeneratorConfig, ResidualConfig, TokenizerConfig, _JsonConfig
+from kmm.corpus import Corpus, build_corpus
+from kmm.masking import MASKERS, cosine_ratio, valid_mask
+from kmm.model.generator import MaskedGenerator, info_nce
+from kmm.model.residual import ResidualPredictor
+from kmm.model.tokenizer import MotionTokenizer
+from kmm.motion.features import Normalizer, features_to_joints
+from kmm.motion.skeleton import FEATURE_SLICES
+from kmm.text_aug import paraphrase
+
+
+@dataclass
+class Recipe(_JsonConfig):
+    seed: int = 0
+    threads: int = 2
+    tokenizer_steps: int = 2000
+    tokenizer_batch: int = 64
+    tokenizer_window: int = 64          # frames
+    tokenizer_lr: float = 4e-4
+    generator_steps: int = 1500
+    generator_batch: int = 32
+    generator_lr: float = 4e-4
+    text_lr: float = 2e-5               # fine-tuning rate of the text encoder's top layer ("small", paper §3.3)
+    residual_steps: int = 800
+    residual_batch: int = 32
+    warmup: int = 200
+    steps_per_check: int = 250
+    gen_steps_eval: int = 10
+    generators: tuple = ("kmm", "kmm-random", "transformer")
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    generator: GeneratorConfig = field(default_factory=GeneratorConfig)
+    residual: ResidualConfig = field(default_factory=ResidualConfig)
+
+    @classmethod
+    def from_dict(cls, d):
+        d = dict(d)
+        for k, c in (("tokenizer", TokenizerConfig), ("generator", GeneratorConfig), ("residual", ResidualConfig)):
+            if isinstance(d.get(k), dict):
+                d[k] = c.from_dict(d[k])
+        if "generators" in d:
+            d["generators"] = tuple(d["generators"])
+        return super().from_dict(d)
+
+
+def tiny_recipe() -> Recipe:
+    """A test-sized recipe: seconds on a CPU, used by the test suite and CI."""
+    from kmm.config import TextConfig
+
+    return Recipe(tokenizer_steps=30, tokenizer_batch=8, tokenizer_window=32, generator_steps=30, generator_batch=8,
+                  residual_steps=10, residual_batch=8, warmup=5, steps_per_check=10, threads=1,
+                  tokenizer=TokenizerConfig(width=32, code_dim=16, n_quantizers=3, n_codes=32),
+                  generator=GeneratorConfig(n_codes=32, d_model=32, n_layers=1, align_dim=16, max_tokens=16,
+                                            max_length_tokens=40, text=TextConfig()),
+                  residual=ResidualConfig(n_codes=32, n_quantizers=3, code_dim=16, d_model=32, n_layers=1))
+
+
+GENERATOR_VARIANTS = {
+    "kmm": dict(backbone="mamba", masking="keyframe"),
+    "kmm-random": dict(backbone="mamba", masking="random"),
+    "transformer": dict(backbone="transformer", masking="random"),
+}
+
+
+# --- small training utilities -------------------------------------------------------------------
+
+class Logger:
+    def __init__(self, path: Path):
+        self.path = path
+
+    def __call__(self, **row):
+        row["time"] = round(time.time(), 1)
+        with self.path.open("a") as f:
+            f.write(json.dumps(row) + "\n")
+
+
+def lr_lambda(warmup: int, total: int):
+    def f(step):
+        if step < warmup:
+            return (step + 1) / warmup
+        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
+    return f
+
+
+def save_checkpoint(stage_dir: Path, model, optimizer, step: int, extra: dict | None = None):
+    stage_dir.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(stage_dir)
+    flat = {}
+    for pid, st in optimizer.state_dict()["state"].items():
+        for k, v in st.items():
+            if torch.is_tensor(v):
+                flat[f"{pid}.{k}"] = v.detach().contiguous().cpu()
+    save_file(flat, str(stage_dir / "optimizer.safetensors"))
+    (stage_dir / "trainer_state.json").write_text(json.dumps({"step": step, **(extra or {})}))
+
+
+def load_checkpoint(stage_dir: Path, model, optimizer) -> int:
+    """Restores model + optimizer from stage_dir if a checkpoint is there; returns the step reached."""
+    state_path = stage_dir / "trainer_state.json"
+    if not state_path.is_file():
+        return 0
+    model.load_state_dict(load_file(str(stage_dir / "model.safetensors")))
+    flat = load_file(str(stage_dir / "optimizer.safetensors"))
+    sd = optimizer.state_dict()
+    state: dict = {}
+    for key, v in flat.items():
+        pid, k = key.split(".", 1)
+        state.setdefault(int(pid), {})[k] = v
+    sd["state"] = state
+    optimizer.load_state_dict(sd)
+    return int(json.loads(state_path.read_text())["step"])
+
+
+def _sample_clips(corpus: Corpus, n: int, rng: np.random.Generator, min_frames: int = 1):
+    lengths = np.array([len(f) for f in corpus.features], dtype=np.float64)
+    p = np.sqrt(lengths) / np.sqrt(lengths).sum()  # longer clips a little more often
+    return rng.choice(len(corpus), size=n, p=p)
+
+
+# --- stage 1: tokenizer ---------------------------------------------------------------------------
+
+def tokenizer_loss(model, x):  # x (B, T, F) normalised -> loss, parts
+    recon, _, commit = model(x)
+    pos = FEATURE_SLICES["ric"]
+    l_rec = F.smooth_l1_loss(recon, x)
+    l_pos = F.smooth_l1_loss(recon[..., pos], x[..., pos])
+    l_vel = F.smooth_l1_loss(recon[:, 1:] - recon[:, :-1], x[:, 1:] - x[:, :-1])
+    loss = l_rec + 0.5 * l_pos + 0.5 * l_vel + 0.02 * commit
+    return loss, {k: v.item() for k, v in (("rec", l_rec), ("pos", l_pos), ("vel", l_vel), ("commit", commit))}
+
+
+@torch.no_grad()
+def tokenizer_mpjpe_mm(model, normalizer: Normalizer, corpus: Corpus, max_clips: int | None = None) -> float:
+    """Mean per-joint position error (mm) of encode→decode on whole clips, joints recovered from features."""
+    model.eval()
+    errs, n = 0.0, 0
+    ds = model.downsample
+    for f in corpus.features[:max_clips]:
+        T = len(f) // ds * ds
+        if T == 0:
+            continue
+        x = torch.from_numpy(normalizer.normalize(f[:T]))[None]
+        rec = normalizer.denormalize(model.decode(model.encode(x)))[0]
+        j_rec = features_to_joints(rec.double())
+        j_gt = features_to_joints(torch.from_numpy(f[:T]).double())
+        errs += float((j_rec - j_gt).norm(dim=-1).mean()) * T
+        n += T
+    model.train()
+    return 1000.0 * errs / max(n, 1)
+
+
+def train_tokenizer(train: Corpus, val: Corpus, normalizer: Normalizer, recipe: Recipe, out: Path, log) -> MotionTokenizer:
+    torch.manual_seed(recipe.seed)
+    rng = np.random.default_rng(recipe.seed)
+    model = MotionTokenizer(recipe.tokenizer)
+    opt = torch.optim.AdamW(model.parameters(), lr=recipe.tokenizer_lr, weight_decay=0.0)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(recipe.warmup, recipe.tokenizer_steps))
+    stage = out / "tokenizer"
+    start = load_checkpoint(stage, model, opt)
+    for _ in range(start):
+        sched.step()
+    normed = [normalizer.normalize(f) for f in train.features]
+    W = recipe.tokenizer_window
+    usable = Corpus([i for i, f in zip(train.ids, normed) if len(f) >= W], [f for f in normed if len(f) >= W], [])
+    model.train()
+    bar = tqdm(range(start, recipe.tokenizer_steps), desc="tokenizer", mininterval=10, initial=start,
+               total=recipe.tokenizer_steps)
+    for step in bar:
+        idx = _sample_clips(usable, recipe.tokenizer_batch, rng)
+        batch = []
+        for i in idx:
+            f = usable.features[i]
+            s = int(rng.integers(0, len(f) - W + 1))
+            batch.append(f[s:s + W])
+        x = torch.from_numpy(np.stack(batch))
+        loss, parts = tokenizer_loss(model, x)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        if (step + 1) % recipe.steps_per_check == 0 or step + 1 == recipe.tokenizer_steps:
+            mpjpe = tokenizer_mpjpe_mm(model, normalizer, val, max_clips=64)
+            log(stage="tokenizer", step=step + 1, loss=loss.item(), val_mpjpe_mm=round(mpjpe, 2), **parts)
+            bar.set_postfix(loss=f"{float(loss):.4f}", val_mpjpe_mm=f"{mpjpe:.1f}")
+            save_checkpoint(stage, model, opt, step + 1, {"val_mpjpe_mm": mpjpe})
+    return model.eval()
+
+
+# --- stage 2: generators ----------------------------------------------------------------------------
+
+@dataclass
+class TokenCorpus:
+    codes: list[torch.Tensor]        # (n_i, Q) long
+    captions: list[list[str]]
+
+
+@torch.no_grad()
+def tokenize_corpus(tokenizer: MotionTokenizer, normalizer: Normalizer, corpus: Corpus) -> TokenCorpus:
+    ds = tokenizer.downsample
+    codes = []
+    for f in corpus.features:
+        T = max(ds, len(f) // ds * ds)
+        x = torch.from_numpy(normalizer.normalize(f[:T]))[None]
+        codes.append(tokenizer.encode(x)[0])
+    return TokenCorpus(codes, corpus.captions)
+
+
+class TextBatcher:
+    """Captions -> (hidden (B, S, 384), mask (B, S)) of the frozen backbone, with paraphrase augmentation."""
+
+    def __init__(self, backbone, rng: np.random.Generator, augment: bool = True):
+        self.backbone, self.rng, self.augment = backbone, rng, augment
+
+    def pick(self, captions: list[str]) -> str:
+        text = captions[int(self.rng.integers(len(captions)))]
+        return paraphrase(text, self.rng) if self.augment else text
+
+
+def generator_batch(tc: TokenCorpus, idx, max_tokens: int, rng: np.random.Generator):
+    crops, full = [], []
+    for i in idx:
+        c = tc.codes[i]
+        full.append(len(c))
+        if len(c) > max_tokens:
+            s = int(rng.integers(0, len(c) - max_tokens + 1))
+            c = c[s:s + max_tokens]
+        crops.append(c)
+    lengths = torch.tensor([len(c) for c in crops])
+    T = int(lengths.max())
+    codes = torch.zeros(len(crops), T, crops[0].shape[-1], dtype=torch.long)
+    for b, c in enumerate(crops):
+        codes[b, :len(c)] = c
+    return codes, lengths, torch.tensor(full)
+
+
+def generator_step(gen: MaskedGenerator, tokenizer: MotionTokenizer, codes, lengths, full_lengths, hidden, tmask,
+                   texts: list[str], g: torch.Generator):
+    """One training loss. codes (B, T, Q); hidden/tmask (B, S, 384)/(B, S) of the frozen text backbone."""
+    c = gen.config
+    B, T = codes.shape[:2]
+    base = codes[..., 0]                                                     # (B, T)
+    valid = valid_mask(lengths, T)
+    # 1. masking budget and which tokens (key frames first for KMM)
+    ratio = cosine_ratio(torch.rand(B, generator=g))
+    emb = tokenizer.rvq.decode(codes)                                        # (B, T, C) token embeddings
+    mask = MASKERS[c.masking](emb, lengths, ratio, g, key_share=c.key_frame_share)
+    # 2. corrupt: [MASK] for masked tokens, 10% of them a random id instead (BERT-style)
+    noise = torch.rand(B, T, generator=g) < 0.1
+    rand_ids = torch.randint(0, c.n_codes, (B, T), generator=g)
+    inp = torch.where(mask, torch.full_like(base, gen.mask_id), base)
+    inp = torch.where(mask & noise, rand_ids, inp)
+    # 3. text: fine-tuned top layer; dropped 10% for classifier-free guidance
+    pooled = gen.encode_text(hidden, tmask)                                  # (B, 384)
+    drop = torch.rand(B, generator=g) < c.cond_drop
+    seg_ids = torch.zeros(B, T, dtype=torch.long)
+    logits = gen(inp, lengths, pooled[:, None, :], seg_ids, drop)            # (B, T, K)
+    l_tok = F.cross_entropy(logits[mask], base[mask])
+    acc = (logits[mask].argmax(-1) == base[mask]).float().mean()
+    # 4. contrastive text–motion alignment (symmetric InfoNCE, λ)
+    same = torch.tensor([[a == b for b in texts] for a in texts])
+    l_align = info_nce(gen.text_embedding(pooled), gen.motion_embedding(base, lengths), gen.logit_scale, same)
+    # 5. length head (detached text so it does not steer the encoder)
+    target = full_lengths.clamp(1, c.max_length_tokens) - 1
+    l_len = F.cross_entropy(gen.length_logits(pooled.detach()), target)
+    loss = l_tok + c.contrastive_weight * l_align + 0.1 * l_len
+    del valid
+    return loss, {k: v.item() for k, v in (("tok", l_tok), ("acc", acc), ("align", l_align), ("len", l_len))}
+
+
+@torch.no_grad()
+def generator_val(gen, tokenizer, tc_val: TokenCorpus, backbone, recipe: Recipe) -> dict:
+    """Held-out masked-token accuracy at ratio 0.5 and length-head error (tokens), fixed seed."""
+    gen.eval()
+    g = torch.Generator().manual_seed(123)
+    rng = np.random.default_rng(123)
+    idx = np.arange(min(len(tc_val.codes), 96))
+    codes, lengths, full = generator_batch(tc_val, idx, gen.config.max_tokens, rng)
+    texts = [tc_val.captions[i][0] for i in idx]
+    hidden, tmask = backbone(texts)
+    pooled = gen.encode_text(hidden, tmask)
+    base = codes[..., 0]
+    mask = MASKERS["random"](base[..., None].float(), lengths, torch.full((len(idx),), 0.5), g)
+    inp = torch.where(mask, torch.full_like(base, gen.mask_id), base)
+    seg = torch.zeros_like(base)
+    logits = gen(inp, lengths, pooled[:, None, :], seg)
+    acc = float((logits[mask].argmax(-1) == base[mask]).float().mean())
+    nll = float(F.cross_entropy(logits[mask], base[mask]))
+    pred_len = gen.length_logits(pooled).argmax(-1) + 1
+    len_err = float((pred_len - full.clamp(1, gen.config.max_length_tokens)).abs().float().mean())
+    gen.train()
+    return {"val_acc": round(acc, 4), "val_nll": round(nll, 4), "val_len_err_tokens": round(len_err, 2)}
+
+
+def train_generator(name: str, tc: TokenCorpus, tc_val: TokenCorpus, tokenizer: MotionTokenizer, backbone,
+                    recipe: Recipe, out: Path, log) -> MaskedGenerator:
+    torch.manual_seed(recipe.seed)
+    rng = np.random.default_rng(recipe.seed)
+    g = torch.Generator().manual_seed(recipe.seed)
+    cfg = dataclasses.replace(recipe.generator, n_codes=recipe.tokenizer.n_codes, **GENERATOR_VARIANTS[name])
+    gen = MaskedGenerator(cfg)
+    gen.text_top.load_bert_layer(backbone.last_layer_state(), "")
+    text_params = list(gen.text_top.parameters())
+    ids = {id(p) for p in text_params}
+    other = [p for p in gen.parameters() if id(p) not in ids]
+    opt = torch.optim.AdamW([{"params": other, "lr": recipe.generator_lr, "weight_decay": 0.01},
+                             {"params": text_params, "lr": recipe.text_lr, "weight_decay": 0.0}])
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(recipe.warmup, recipe.generator_steps))
+    stage = out / name
+    start = load_checkpoint(stage, gen, opt)
+    for _ in range(start):
+        sched.step()
+    texts_src = TextBatcher(backbone, rng)
+    gen.train()
+    bar = tqdm(range(start, recipe.generator_steps), desc=name, mininterval=10, initial=start,
+               total=recipe.generator_steps)
+    for step in bar:
+        idx = _sample_clips_tokens(tc, recipe.generator_batch, rng)
+        codes, lengths, full = generator_batch(tc, idx, cfg.max_tokens, rng)
+        texts = [texts_src.pick(tc.captions[i]) for i in idx]
+        hidden, tmask = backbone(texts)
+        loss, parts = generator_step(gen, tokenizer, codes, lengths, full, hidden, tmask, texts, g)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(gen.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        if (step + 1) % recipe.steps_per_check == 0 or step + 1 == recipe.generator_steps:
+            val = generator_val(gen, tokenizer, tc_val, backbone, recipe)
+            log(stage=name, step=step + 1, loss=loss.item(), **parts, **val)
+            bar.set_postfix(loss=f"{float(loss):.3f}", acc=f"{parts['acc']:.3f}", val_acc=f"{val['val_acc']:.3f}")
+            save_checkpoint(stage, gen, opt, step + 1, val)
+    return gen.eval()
+
+
+def _sample_clips_tokens(tc: TokenCorpus, n: int, rng):
+    """n clips; drawn as 3n candidates sorted by length, one third kept, so batches pad less (scan cost ∝ T)."""
+    lengths = np.array([len(c) for c in tc.codes], dtype=np.float64)
+    p = np.sqrt(lengths) / np.sqrt(lengths).sum()
+    cand = rng.choice(len(tc.codes), size=3 * n, p=p)
+    cand = cand[np.argsort(lengths[cand], kind="stable")]
+    k = int(rng.integers(3))
+    return cand[k * n:(k + 1) * n]
+
+
+# --- stage 3: residual layers ---------------------------------------------------------------------
+
+def train_residual(tc: TokenCorpus, tokenizer: MotionTokenizer, backbone, recipe: Recipe, out: Path, log):
+    """Residual predictor, shared by every base-layer generator. Text: the frozen (original) sentence embedding."""
+    from kmm.model.text import TextTop
+
+    torch.manual_seed(recipe.seed)
+    rng = np.random.default_rng(recipe.seed + 1)
+    g = torch.Generator().manual_seed(recipe.seed + 1)
+    cfg = dataclasses.replace(recipe.residual, n_codes=recipe.tokenizer.n_codes,
+                              n_quantizers=recipe.tokenizer.n_quantizers, code_dim=recipe.tokenizer.code_dim)
+    model = ResidualPredictor(cfg)
+    text_top = TextTop(recipe.generator.text).eval()
+    text_top.load_bert_layer(backbone.last_layer_state(), "")
+    opt = torch.optim.AdamW(model.parameters(), lr=recipe.generator_lr)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(recipe.warmup, recipe.residual_steps))
+    stage = out / "residual"
+    start = load_checkpoint(stage, model, opt)
+    for _ in range(start):
+        sched.step()
+    picker = TextBatcher(backbone, rng)
+    model.train()
+    Q = cfg.n_quantizers
+    bar = tqdm(range(start, recipe.residual_steps), desc="residual", mininterval=10, initial=start,
+               total=recipe.residual_steps)
+    for step in bar:
+        idx = _sample_clips_tokens(tc, recipe.residual_batch, rng)
+        codes, lengths, _ = generator_batch(tc, idx, recipe.generator.max_tokens, rng)
+        B, T = codes.shape[:2]
+        with torch.no_grad():
+            hidden, tmask = backbone([picker.pick(tc.captions[i]) for i in idx])
+            pooled = text_top(hidden, tmask)[1]
+        q = torch.randint(1, Q, (B,), generator=g)
+        partial = torch.zeros(B, T, cfg.code_dim)
+        for layer in range(Q - 1):
+            keep = (layer < q).float()[:, None, None]
+            partial = partial + keep * tokenizer.code_vectors(codes[..., layer].clamp(min=0), layer)
+        target = codes.gather(-1, q[:, None, None].expand(B, T, 1)).squeeze(-1)
+        drop = torch.rand(B, generator=g) < cfg.cond_drop
+        logits = model(partial, q, lengths, pooled[:, None, :], torch.zeros(B, T, dtype=torch.long), drop)
+        valid = valid_mask(lengths, T)
+        loss = F.cross_entropy(logits[valid], target[valid])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        if (step + 1) % recipe.steps_per_check == 0 or step + 1 == recipe.residual_steps:
+            acc = float((logits[valid].argmax(-1) == target[valid]).float().mean())
+            log(stage="residual", step=step + 1, loss=loss.item(), acc=round(acc, 4))
+            bar.set_postfix(loss=f"{float(loss):.3f}", acc=f"{acc:.3f}")
+            save_checkpoint(stage, model, opt, step + 1)
+    return model.eval()
+
+
+# --- the whole recipe -----------------------------------------------------------------------------
+
+def train_all(dataset, out_dir: str | Path, recipe: Recipe, *, stages=("tokenizer", "residual", "generators"),
+              cache_dir: Path | None = None, backbone=None) -> Path:
+    from kmm.text_backbone import TextBackbone
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(recipe.threads)
+    recipe.save(out / "recipe.json")
+    log = Logger(out / "train_log.jsonl")
+    t0 = time.time()
+    train = build_corpus(dataset, "train", mirror=True, cache_dir=cache_dir)
+    val_split = "val" if "val" in dataset.splits else "test"
+    val = build_corpus(dataset, val_split, mirror=False, cache_dir=cache_dir)
+    norm_path = out / "normalizer.safetensors"
+    if norm_path.is_file():
+        normalizer = Normalizer.from_dict({k: v.numpy() for k, v in load_file(str(norm_path)).items()})
+    else:
+        normalizer = Normalizer.fit(train.features)
+        save_file({k: torch.from_numpy(np.asarray(v, dtype=np.float32)) for k, v in normalizer.to_dict().items()},
+                  str(norm_path))
+    log(stage="data", train_clips=len(train), val_clips=len(val), seconds=round(time.time() - t0, 1))
+    if "tokenizer" in stages:
+        t = time.time()
+        tokenizer = train_tokenizer(train, val, normalizer, recipe, out, log)
+        log(stage="tokenizer", done=True, wall_s=round(time.time() - t, 1))
+    else:
+        tokenizer = MotionTokenizer.from_pretrained(out / "tokenizer")
+    tokenizer.eval()
+    for p in tokenizer.parameters():
+        p.requires_grad_(False)
+    backbone = backbone or TextBackbone(max_tokens=recipe.generator.text.max_tokens)
+    tc = tokenize_corpus(tokenizer, normalizer, train)
+    tc_val = tokenize_corpus(tokenizer, normalizer, val)
+    if "residual" in stages:
+        t = time.time()
+        train_residual(tc, tokenizer, backbone, recipe, out, log)
+        log(stage="residual", done=True, wall_s=round(time.time() - t, 1))
+    if "generators" in stages:
+        for name in recipe.generators:
+            t = time.time()
+            train_generator(name, tc, tc_val, tokenizer, backbone, recipe, out, log)
+            log(stage=name, done=True, wall_s=round(time.time() - t, 1))
+    log(stage="all", done=True, wall_s=round(time.time() - t0, 1))
+    return out

@@ -1,0 +1,163 @@
+"""kmm.app_logic: the app's pure logic (no gradio, no weights)."""
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from kmm import app_logic as logic
+from kmm.segment import MAX_PROMPT_CHARS, MAX_SEGMENTS, Segment, TimelineError
+
+
+def test_rows_to_segments_uses_visible_rows_and_auto():
+    segs = logic.rows_to_segments(["walk  forward", "sit", "hidden"], [3, 2.4, 5], [False, True, False], 2)
+    assert segs == [Segment("walk forward", 3.0), Segment("sit", None)]
+
+
+@pytest.mark.parametrize("texts, secs, auto, n, message", [
+    ([""], [3], [False], 1, "Segment 1 has no text"),
+    (["walk"], [0], [False], 1, "length must be positive"),
+    (["walk"], [-2], [False], 1, "length must be positive"),
+    (["walk"], [500], [False], 1, "longer than the maximum"),
+    (["walk"], [None], [False], 1, "give a length in seconds"),
+    (["walk"], ["abc"], [False], 1, "not a number of seconds"),
+    ([], [], [], 0, "timeline is empty"),
+])
+def test_rows_to_segments_errors(texts, secs, auto, n, message):
+    with pytest.raises(TimelineError, match=message):
+        logic.rows_to_segments(texts, secs, auto, n)
+
+
+def test_api_segments():
+    assert logic.api_segments("walk forward, then sit down", "3,2") == [Segment("walk forward", 3.0),
+                                                                        Segment("sit down", 2.0)]
+    assert logic.api_segments("jump", "") == [Segment("jump", None)]
+    assert logic.api_segments("walk. run", "2.5") == [Segment("walk", 2.5), Segment("run", 2.5)]
+
+
+@pytest.mark.parametrize("prompt, lengths, message", [
+    ("", "3", "prompt is empty"),
+    ("   ", "3", "prompt is empty"),
+    ("x" * (MAX_PROMPT_CHARS + 1), "3", "the limit is 4000"),
+    ("walk, then sit", "3,2,1", "2 segments"),
+    ("walk", "0", "must be positive"),
+    ("walk", "-1", "must be positive"),
+    ("walk", "1e9", "longer than the maximum"),
+    ("walk", "nan", "not a finite number"),
+    ("walk", "three", "not a number of seconds"),
+    (". ".join(["walk"] * (MAX_SEGMENTS + 1)), "auto", f"the limit is {MAX_SEGMENTS}"),
+])
+def test_api_segments_errors(prompt, lengths, message):
+    with pytest.raises(TimelineError, match=message):
+        logic.api_segments(prompt, lengths)
+
+
+def test_user_message_names_lengths_plainly():
+    with pytest.raises(TimelineError) as e:
+        logic.api_segments("walk, then sit", "3,2,1")
+    assert logic.user_message(e.value).startswith("Lengths has 3 entries")
+
+
+def test_check_settings():
+    s = logic.check_settings(7, 2.5, 12, "KMM, random masking (ablation)")
+    assert s == logic.Settings(7, 2.5, 12, "kmm-random")
+    assert logic.check_settings("3", "3", "10", None).model == "kmm"
+    for bad, message in [((-1, 3, 10, "kmm"), "Seed"), ((1.5, 3, 10, "kmm"), "Seed"), ((0, 99, 10, "kmm"), "Guidance"),
+                         ((0, 3, 0, "kmm"), "Steps"), ((0, 3, 10, "gpt"), "Unknown model"),
+                         ((None, 3, 10, "kmm"), "must be numbers")]:
+        with pytest.raises(TimelineError, match=message):
+            logic.check_settings(*bad)
+
+
+def test_language_note():
+    assert logic.language_note(["a person walks", "café olé"]) == ""
+    assert logic.language_note(["walk", "人が歩く"]) == logic.ENGLISH_NOTE
+    assert logic.language_note(["ходить"]) == logic.ENGLISH_NOTE
+
+
+def test_output_names_are_safe_and_per_request(tmp_path):
+    assert logic.output_stem(3, 100) == "kmm_3_100frames"
+    a, b = logic.request_dir(tmp_path), logic.request_dir(tmp_path)
+    assert a != b and a.parent == b.parent == tmp_path
+
+
+def _fake_result(T=100):
+    t = np.linspace(0, T / 20, T)[:, None, None]
+    joints = np.zeros((T, 22, 3), np.float32) + np.array([0.0, 1.0, 0.0], np.float32)
+    joints = joints + (t * np.array([1.0, 0, 0])).astype(np.float32)
+    return SimpleNamespace(joints=joints, features=np.zeros((T, 263), np.float32), texts=["walk", "sit <b>"],
+                           boundaries=[0, 60, T], seconds=[3.0, 2.0], seed=5, guidance=3.0, model_id="x/kmm",
+                           timings={"total_s": 0.25}, n_frames=T)
+
+
+def test_write_outputs(tmp_path):
+    from kmm.motion.npz import load_motion_npz
+
+    npz, bvh = logic.write_outputs(_fake_result(), tmp_path)
+    assert npz.name == "kmm_5_100frames.npz" and bvh.name == "kmm_5_100frames.bvh"
+    data = load_motion_npz(npz)
+    assert data["joints"].shape == (100, 22, 3) and data["segment_texts"] == ["walk", "sit <b>"]
+    assert "Frames: 100" in Path(bvh).read_text()
+
+
+def test_motion_stats_and_info():
+    r = _fake_result()
+    stats = logic.motion_stats(r.joints)
+    assert stats["frames"] == 100 and stats["seconds"] == 5.0
+    assert 0.0 <= stats["foot_skating"] <= 1.0 and stats["mean_jerk"] >= 0
+    info = logic.result_info(r, "bundled weights assets/kmm")
+    assert info["segments"][1] == {"text": "sit <b>", "start_s": 3.0, "end_s": 5.0}
+    assert info["frames"] == 100 and info["weights"].startswith("bundled")
+
+
+def test_evaluator_distance_with_a_stub():
+    stub = SimpleNamespace(encode_texts=lambda texts: np.array([[3.0, 0.0]]),
+                           encode_joints=lambda joints: np.array([[0.0, 4.0]]))
+    assert logic.evaluator_distance(stub, "walk", _fake_result().joints) == 5.0
+
+
+def test_timeline_html_escapes_and_labels():
+    r = _fake_result()
+    html = logic.timeline_html(r.texts, r.boundaries)
+    assert "#1</b> 0.0–3.0 s" in html and "#2</b> 3.0–5.0 s" in html
+    assert "sit &lt;b&gt;" in html and "<b>sit" not in html
+
+
+def test_caption_index_and_clip_seconds():
+    clips = [SimpleNamespace(captions=["b  walk"], n_frames=40), SimpleNamespace(captions=["a run"], n_frames=97),
+             SimpleNamespace(captions=["b walk"], n_frames=10), SimpleNamespace(captions=[], n_frames=5)]
+    index = logic.caption_index(clips)
+    assert list(index) == ["a run", "b walk"] and index["b walk"] is clips[0]
+    assert logic.clip_seconds(97) == 4.8 and logic.clip_seconds(5) == 1.0 and logic.clip_seconds(10**5) == 20.0
+
+
+def test_service_loads_lazily_once_per_model():
+    calls = []
+
+    def factory(name, path):
+        calls.append((name, path))
+        return SimpleNamespace(generate=lambda segs, **kw: (name, segs, kw))
+
+    service = logic.MotionService(factory, weights=lambda: (Path("/w"), "test weights"))
+    assert calls == []
+    out = service.generate([Segment("walk", 3.0)], logic.check_settings(1, 2.0, 5, "kmm"))
+    service.pipeline("kmm")
+    service.pipeline("transformer")
+    assert calls == [("kmm", Path("/w")), ("transformer", Path("/w"))]
+    assert out == ("kmm", [("walk", 3.0)], {"seed": 1, "guidance": 2.0, "steps": 5})
+    assert service.source == "test weights"
+
+
+def test_service_regenerate_checks_index():
+    service = logic.MotionService(pipelines={"kmm": SimpleNamespace()})
+    with pytest.raises(TimelineError, match="Generate a motion first"):
+        service.regenerate(None, 0, 1)
+    with pytest.raises(TimelineError, match="segments 1..2"):
+        service.regenerate(_fake_result(), 2, 1)
+
+
+def test_app_logic_does_not_import_gradio():
+    import subprocess
+    import sys
+    code = "import sys, kmm.app_logic; assert 'gradio' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)

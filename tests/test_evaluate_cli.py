@@ -1,0 +1,84 @@
+"""`train-evaluator`, `evaluate`, `bench` and `report` end to end on a tiny bundle and the mini data."""
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from kmm.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+MINI = Path(os.environ.get("KMM_DATA") or REPO.parent / "shared" / "data") / "cmu-desc-s01-07-mini"
+
+pytestmark = pytest.mark.skipif(not (MINI / "motions.npz").exists(), reason=f"no test data at {MINI}")
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A tiny generator bundle and a tiny evaluator, trained in-process (about 20 s)."""
+    root = tmp_path_factory.mktemp("evalcli")
+    cache = root / "cache"
+    assert main(["train", "--data", str(MINI), "--recipe", "tiny", "--out", str(root / "bundle"),
+                 "--cache", str(cache), "--generators", "kmm,transformer"]) == 0
+    assert main(["train-evaluator", "--data", str(MINI), "--out", str(root / "evaluator"), "--steps", "5",
+                 "--batch", "8", "--width", "16", "--cache", str(cache)]) == 0
+    return root
+
+
+def test_evaluate_writes_every_metric(trained, capsys):
+    out = trained / "eval.json"
+    assert main(["evaluate", "--data", str(MINI), "--weights", str(trained / "bundle"),
+                 "--evaluator", str(trained / "evaluator"), "--json", str(out), "--models", "gt,kmm",
+                 "--seeds", "2", "--max-texts", "3", "--steps", "2", "--mm-texts", "2", "--mm-reps", "2",
+                 "--transition-segments", "3"]) == 0
+    result = json.loads(out.read_text())
+    assert result["kind"] == "kmm-eval" and result["split"] == "test" and result["seeds"] == [0, 1]
+    assert len(result["evaluator"]["sha256"]["model.safetensors"]) == 64
+    assert set(result["models"]) == {"gt", "kmm"}
+    kmm = result["models"]["kmm"]
+    assert len(kmm["weights"]["sha256"]["generator"]) == 64
+    for name in ("r_precision_top1", "r_precision_top2", "r_precision_top3", "mm_dist", "fid", "diversity",
+                 "multimodality", "foot_skating", "peak_jerk", "auj", "ait_s"):
+        value = kmm["metrics"][name]
+        assert set(value) == {"mean", "ci95", "values"} and len(value["values"]) == 2, name
+    gt = result["models"]["gt"]["metrics"]
+    assert gt["multimodality"] is None and 0.0 <= gt["r_precision_top1"]["mean"] <= 1.0
+    assert result["wall_s"] > 0
+    assert "| Ground truth |" in capsys.readouterr().out
+
+
+def test_bench_and_report(trained, capsys):
+    bench = trained / "bench.json"
+    assert main(["bench", "--weights", str(trained / "bundle"), "--json", str(bench), "--models", "kmm",
+                 "--repeats", "1", "--max-minutes", "0.2", "--steps", "2"]) == 0
+    result = json.loads(bench.read_text())
+    assert result["kind"] == "kmm-bench"
+    assert {"cpu", "cores", "torch", "device", "threads"} <= set(result["hardware"])
+    row = result["models"]["kmm"]
+    assert row["single_10s"]["mean"] > 0 and row["timeline_4x10s"]["mean"] > 0
+    [point] = row["scaling"]
+    assert point["seconds"] == 10.0 and point["wall_s"] > 0, point
+    assert point["peak_rss_kib"] > 0 and point["rss_delta_kib"] >= 0
+    capsys.readouterr()
+
+    files = [str(bench)] + ([str(trained / "eval.json")] if (trained / "eval.json").exists() else [])
+    assert main(["report", *files]) == 0
+    md = capsys.readouterr().out
+    assert "| Model | 10 s prompt (s) | 4 × 10 s timeline (s) |" in md
+    assert "| KMM (key-frame masking) | 10 s | 1 |" in md
+
+
+def test_report_errors_are_one_line(tmp_path, capsys):
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    assert main(["report", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1
+
+
+def test_evaluate_unknown_model_is_an_error(capsys):
+    assert main(["evaluate", "--models", "gt,nope"]) == 2
+    assert "nope" in capsys.readouterr().err

@@ -1,0 +1,93 @@
+"""Text → motion pipeline: token-grid lengths, determinism, joint multi-segment generation, editing, windows."""
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from kmm.model.weights import WeightsError
+from kmm.pipeline import DECODER_CONTEXT_TOKENS, Pipeline, seconds_to_tokens
+from kmm.segment import TimelineError
+
+SEGMENTS = [("walk forward", 3.0), ("turn left", 2.0), ("sit down", 4.0)]
+
+
+@pytest.fixture(scope="module")
+def pipe(tiny_bundle):
+    return Pipeline.from_pretrained(tiny_bundle, "kmm")
+
+
+def test_token_grid_rounding():
+    assert [seconds_to_tokens(s) for s in (3.0, 2.0, 4.0, 2.5, 0.1)] == [15, 10, 20, 12, 1]
+
+
+def test_timeline_lengths_and_boundaries(pipe):
+    out = pipe.generate(SEGMENTS, seed=0)
+    assert out.joints.shape == (180, 22, 3) and out.joints.dtype == np.float32
+    assert np.isfinite(out.joints).all()
+    assert out.boundaries == [0, 60, 100, 180]
+    assert out.texts == ["walk forward", "turn left", "sit down"]
+
+
+def test_same_seed_same_motion_other_seed_differs(pipe):
+    a, b, c = (pipe.generate(SEGMENTS, seed=s) for s in (0, 0, 1))
+    assert np.array_equal(a.joints, b.joints)
+    assert not np.array_equal(a.joints, c.joints)
+
+
+def test_auto_length_uses_length_head_and_keeps_given_lengths(pipe):
+    out = pipe.generate([("walk forward", None), ("sit down", 2.0)], seed=0)
+    n1 = out.boundaries[1]
+    assert 4 <= n1 <= 4 * pipe.generator.config.max_length_tokens
+    assert out.boundaries[2] - out.boundaries[1] == 40
+
+
+def test_editing_keeps_other_segments_bit_identical(pipe):
+    out = pipe.generate(SEGMENTS, seed=0)
+    edit = pipe.regenerate_segment(out, 1, seed=7, text="jump")
+    margin = (2 + DECODER_CONTEXT_TOKENS) * 4                  # transition tokens + decoder receptive field
+    a, b = out.boundaries[1], out.boundaries[2]
+    assert edit.texts == ["walk forward", "jump", "sit down"] and edit.boundaries == out.boundaries
+    assert np.array_equal(edit.features[:a - margin], out.features[:a - margin])
+    assert np.array_equal(edit.features[b + margin:], out.features[b + margin:])
+    assert np.array_equal(edit.joints[:a - margin], out.joints[:a - margin])
+    assert not np.array_equal(edit.features[a:b], out.features[a:b])
+    assert np.array_equal(edit.codes[:a // 4 - 2], out.codes[:a // 4 - 2])
+    assert np.array_equal(edit.codes[b // 4 + 2:], out.codes[b // 4 + 2:])
+
+
+def test_long_timeline_runs_in_windows(pipe):
+    # tiny model's window is 16 tokens (3.2 s): 6 × 5 s needs several overlapping windows
+    out = pipe.generate([("walk", 5.0)] * 6, seed=0)
+    assert out.joints.shape == (600, 22, 3) and np.isfinite(out.joints).all()
+
+
+@pytest.mark.parametrize("segments, message", [
+    ([], "segment"),
+    ([("", 2.0)], "no text"),
+    ([("walk", -1.0)], "positive"),
+    ([("walk", 1e6)], "maximum"),
+    ([("walk", 2.0)] * 65, "segments"),
+])
+def test_bad_timelines_fail_before_compute(pipe, segments, message):
+    with pytest.raises(TimelineError, match=message):
+        pipe.generate(segments)
+
+
+def test_missing_weights_folder_is_a_clear_error(tmp_path):
+    with pytest.raises(WeightsError, match="not found"):
+        Pipeline.from_pretrained(tmp_path / "nope")
+
+
+def test_cli_generate_is_deterministic(tiny_bundle, tmp_path):
+    cmd = [sys.executable, "-m", "kmm", "generate", "walk forward, then turn left, then sit down",
+           "--lengths", "3,2,4", "--seed", "0", "--weights", str(tiny_bundle)]
+    outs = []
+    for name in ("a.npz", "b.npz"):
+        r = subprocess.run(cmd + ["--out", str(tmp_path / name)], capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stderr
+        assert "boundaries=[0, 60, 100, 180]" in r.stdout and "generate_seconds=" in r.stdout
+        outs.append(np.load(tmp_path / name, allow_pickle=False))
+    assert outs[0]["joints"].shape == (180, 22, 3)
+    assert np.array_equal(outs[0]["joints"], outs[1]["joints"])
+    assert list(outs[0]["segment_texts"]) == ["walk forward", "turn left", "sit down"]
