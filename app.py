@@ -3,6 +3,8 @@
 Run: `python app.py` (0.0.0.0, port $PORT or 7860). Weights: pinned Hub repo from KMM_MODEL_REPO +
 KMM_MODEL_REVISION, else the bundled folder KMM_WEIGHTS (default assets/kmm); loaded on first request.
 API: `gradio_client.Client(url).predict(prompt, "3,2,auto", 0, 3.0, 10, "kmm", api_name="/generate")`.
+View "mesh": animated mannequin .glb after the skeleton, plus an mp4 for motions up to $KMM_MP4_MAX_SECONDS
+(default 10; 0 = never; ~0.2 s per frame on CPU). SMPL params go into the .npz when $KMM_SMPL_DIR has the model.
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import gradio as gr
 
 from kmm import app_logic as logic
 from kmm.model.weights import WeightsError
+from kmm.motion.smpl import smpl_status
 from kmm.segment import MAX_CHARS, MAX_PROMPT_CHARS, MAX_SECONDS, MAX_SEGMENTS, MIN_SECONDS, TimelineError
 
 try:  # ZeroGPU Spaces: request a GPU per call; elsewhere a no-op
@@ -27,7 +30,8 @@ except ImportError:
 TITLE = "KMM: Key Frame Mask Mamba — extended text-to-motion"
 INTRO = ("Describe a sequence of actions. **Split** turns the prompt into segments (at *then*, *after that*, "
          "sentence ends, …); give each a length or let the model pick (**auto**), then **Generate**. "
-         "Output: 22-joint skeleton at 20 fps, downloadable as .npz (joints + features) and .bvh.")
+         "Output: 22-joint skeleton at 20 fps, downloadable as .npz (joints + features) and .bvh. "
+         "View **mesh** adds an animated body mesh (.glb, and an .mp4 for short motions) after the skeleton.")
 EXAMPLE_PROMPT = "a person walks forward, then turns around and sits down. After that they wave with the right hand"
 ROWS = MAX_SEGMENTS          # fixed pool of editable rows, shown/hidden as needed
 EXPECTED = (TimelineError, WeightsError, ValueError)   # errors whose message is meant for the user
@@ -89,13 +93,25 @@ def build_generate_tab(service: logic.MotionService):
         add = gr.Button("+ Add segment", size="sm")
         remove = gr.Button("− Remove last", size="sm")
     seed, guidance, steps, model = _settings_inputs()
-    generate = gr.Button("Generate", variant="primary", elem_id="generate")
+    with gr.Row(equal_height=True):
+        view = gr.Radio(list(logic.VIEW_CHOICES), value=logic.VIEW_FAST, label="View", scale=1,
+                        elem_id="view")
+        generate = gr.Button("Generate", variant="primary", elem_id="generate", scale=3)
     status = gr.Markdown(elem_id="status")
     timeline = gr.HTML(elem_id="timeline")
     plot = gr.Plot(label="Motion", elem_id="motion-plot")
     with gr.Row():
         npz_file = gr.File(label="Motion (.npz)", elem_id="npz-file")
         bvh_file = gr.File(label="Motion (.bvh)", elem_id="bvh-file")
+    with gr.Column(visible=False, elem_id="mesh-panel") as mesh_panel:
+        mesh_status = gr.Markdown(elem_id="mesh-status")
+        with gr.Row():
+            mesh_view = gr.Model3D(label="Body mesh (animated mannequin)", elem_id="mesh-viewer", height=480,
+                                   clear_color=(0.93, 0.94, 0.96, 1.0), scale=3)
+            mesh_video = gr.Video(label="Rendered mesh (.mp4, short motions only)", elem_id="mesh-video",
+                                  height=480, interactive=False, scale=2)
+        glb_file = gr.File(label="Mesh (.glb)", elem_id="glb-file")
+        gr.Markdown(smpl_status(), elem_id="smpl-status")
     with gr.Accordion("Regenerate one segment", open=False):
         with gr.Row():
             seg_k = gr.Number(label="Segment #", value=1, precision=0, minimum=1, maximum=ROWS, elem_id="regen-k")
@@ -104,6 +120,7 @@ def build_generate_tab(service: logic.MotionService):
             seg_text = gr.Textbox(label="New text (optional)", scale=3)
             regen = gr.Button("Regenerate segment", elem_id="regenerate")
     last = gr.State(None)
+    out_dir = gr.State(None)     # the request folder of `last`'s files; None after a failed request
 
     def show_rows(pieces: list[str]):
         n = len(pieces)
@@ -127,15 +144,16 @@ def build_generate_tab(service: logic.MotionService):
     add.click(lambda n: resize(n, +1), n_rows, [n_rows, *rows], api_visibility="private")
     remove.click(lambda n: resize(n, -1), n_rows, [n_rows, *rows], api_visibility="private")
 
-    outputs = [plot, timeline, npz_file, bvh_file, status, last]
-    no_change = [gr.update()] * (len(outputs) - 2)
+    outputs = [plot, timeline, npz_file, bvh_file, status, last, out_dir]
+    no_change = [gr.update()] * (len(outputs) - 3)
 
     def respond(result, t0: float, title: str = ""):
-        npz, bvh = logic.write_outputs(result, logic.request_dir())
+        folder = logic.request_dir()
+        npz, bvh = logic.write_outputs(result, folder)
         line = logic.status_line(result, service.source, time.perf_counter() - t0)
         note = logic.language_note(result.texts)
         return [_figure(result, title), logic.timeline_html(result.texts, result.boundaries), str(npz), str(bvh),
-                line + (f"  \n{note}" if note else ""), result]
+                line + (f"  \n{note}" if note else ""), result, str(folder)]
 
     @gpu
     def on_generate(data, progress=gr.Progress()):
@@ -150,7 +168,7 @@ def build_generate_tab(service: logic.MotionService):
             progress(0.4, desc=f"generating {len(segments)} segments")
             result = service.generate(segments, settings)
         except EXPECTED as e:
-            return no_change + [_warn(e), gr.update()]
+            return no_change + [_warn(e), gr.update(), None]
         return respond(result, t0)
 
     @gpu
@@ -160,12 +178,36 @@ def build_generate_tab(service: logic.MotionService):
             progress(0.3, desc=f"regenerating segment {k}")
             new = service.regenerate(result, int(k or 0) - 1, new_seed, new_text)
         except EXPECTED as e:
-            return no_change + [_warn(e), gr.update()]
+            return no_change + [_warn(e), gr.update(), None]
         return respond(new, t0)
 
+    mesh_outputs = [mesh_view, mesh_video, glb_file, mesh_status]
+    mp4_limit = logic.mp4_max_seconds()
+
+    def on_mesh(choice, result, folder, progress=gr.Progress()):
+        """Chained after Generate/Regenerate: in 'mesh' view, the .glb (+ short mp4) of the new motion."""
+        if choice != logic.VIEW_MESH or result is None or folder is None:
+            return [gr.update()] * len(mesh_outputs)
+        mesh = logic.build_mesh(result, folder, progress=lambda f, desc: progress(f, desc=desc),
+                                max_mp4_seconds=mp4_limit)
+        return [str(mesh.glb) if mesh.glb else None, str(mesh.mp4) if mesh.mp4 else None,
+                str(mesh.glb) if mesh.glb else None, mesh.message]
+
+    def on_view(choice, result, folder, progress=gr.Progress()):
+        """Switching to 'mesh' builds the mesh of the motion already shown (in its folder, or a new one)."""
+        if choice == logic.VIEW_MESH and result is not None and folder is None:
+            folder = str(logic.request_dir())
+        return on_mesh(choice, result, folder, progress)
+
+    mesh_inputs = [view, last, out_dir]
+    view.change(lambda choice: gr.update(visible=choice == logic.VIEW_MESH), view, mesh_panel,
+                api_visibility="private", queue=False
+                ).then(on_view, mesh_inputs, mesh_outputs, api_visibility="private")
+
     generate.click(on_generate, {n_rows, *texts, *secs, *autos, seed, guidance, steps, model}, outputs,
-                   api_visibility="private")
-    regen.click(on_regenerate, [last, seg_k, seg_seed, seg_text], outputs, api_visibility="private")
+                   api_visibility="private").then(on_mesh, mesh_inputs, mesh_outputs, api_visibility="private")
+    regen.click(on_regenerate, [last, seg_k, seg_seed, seg_text], outputs, api_visibility="private"
+                ).then(on_mesh, mesh_inputs, mesh_outputs, api_visibility="private")
 
 
 # --- Compare tab -------------------------------------------------------------------------------------

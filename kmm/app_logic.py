@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 import json
+import os
 import re
 import tempfile
 import threading
@@ -152,9 +153,108 @@ def write_outputs(result, out_dir: str | Path) -> tuple[Path, Path]:
     stem = output_stem(result.seed, result.n_frames)
     npz = save_motion_npz(out_dir / f"{stem}.npz", result.joints, features=result.features, fps=FPS,
                           segment_texts=result.texts, boundaries=result.boundaries, model_id=result.model_id,
-                          seed=result.seed)
+                          seed=result.seed, extra=smpl_extra(result.joints) or None)
     bvh = write_bvh(out_dir / f"{stem}.bvh", result.joints, fps=FPS)
     return npz, bvh
+
+
+def smpl_extra(joints: np.ndarray, model_dir: str | Path | None = None) -> dict[str, np.ndarray]:
+    """SMPL parameters (`smpl_*` arrays) for the .npz when the SMPL model files are available
+    (KMM_SMPL_DIR, see `kmm.motion.smpl`), else {}; a broken SMPL setup is logged, never fatal."""
+    from kmm.motion import smpl
+
+    if smpl.find_smpl_model(model_dir) is None:
+        return {}
+    try:
+        return smpl.smpl_npz_extra(joints, model_dir)
+    except (smpl.SmplUnavailable, ImportError, OSError, ValueError, RuntimeError) as e:
+        print(f"[app] SMPL parameters skipped: {e}")
+        return {}
+
+
+# --- body mesh (the 'mesh' view) -------------------------------------------------------------------
+
+VIEW_FAST, VIEW_MESH = "fast (skeleton)", "mesh"
+VIEW_CHOICES = (VIEW_FAST, VIEW_MESH)
+MP4_MAX_SECONDS = 10.0      # the mp4 costs ~0.2 s per frame on CPU: only short motions get one
+MP4_S_PER_FRAME = 0.2
+
+
+def mp4_max_seconds(env: Mapping[str, str] | None = None) -> float:
+    """The mp4 length limit: $KMM_MP4_MAX_SECONDS (0 = never render), else MP4_MAX_SECONDS.
+
+    >>> mp4_max_seconds({"KMM_MP4_MAX_SECONDS": "4"}), mp4_max_seconds({"KMM_MP4_MAX_SECONDS": "x"})
+    (4.0, 10.0)
+    """
+    env = os.environ if env is None else env
+    try:
+        value = float(env.get("KMM_MP4_MAX_SECONDS", MP4_MAX_SECONDS))
+    except ValueError:
+        return MP4_MAX_SECONDS
+    return value if np.isfinite(value) else MP4_MAX_SECONDS
+
+
+def mesh_paths(result, out_dir: str | Path) -> tuple[Path, Path]:
+    """(.glb, .mp4) paths for a result, named like its .npz/.bvh.
+
+    >>> from types import SimpleNamespace
+    >>> [p.name for p in mesh_paths(SimpleNamespace(seed=3, n_frames=40), "/tmp/x")]
+    ['kmm_3_40frames.glb', 'kmm_3_40frames.mp4']
+    """
+    stem = output_stem(result.seed, result.n_frames)
+    return Path(out_dir) / f"{stem}.glb", Path(out_dir) / f"{stem}.mp4"
+
+
+def want_mp4(n_frames: int, fps: float = FPS, max_seconds: float = MP4_MAX_SECONDS) -> bool:
+    """Render an mp4 only for motions of at most `max_seconds` (0 or less: never).
+
+    >>> want_mp4(200), want_mp4(201), want_mp4(20, max_seconds=0)
+    (True, False, False)
+    """
+    return max_seconds > 0 and 0 < n_frames <= round(max_seconds * fps)
+
+
+@dataclass(frozen=True)
+class MeshOutputs:
+    glb: Path | None
+    mp4: Path | None
+    message: str        # one line for the UI: what was built, what was skipped and why
+
+
+def build_mesh(result, out_dir: str | Path, progress: Callable[[float, str], None] | None = None,
+               max_mp4_seconds: float = MP4_MAX_SECONDS) -> MeshOutputs:
+    """The 'mesh' view of a result: the animated mannequin .glb, plus an mp4 for short motions.
+
+    Files already in `out_dir` (same request, same result) are reused. Failures come back as a message
+    (e.g. no OpenGL backend for the mp4), never as an exception."""
+    from kmm.viz.mesh import motion_to_glb
+
+    report = progress or (lambda fraction, desc: None)
+    glb, mp4 = mesh_paths(result, out_dir)
+    n = int(result.n_frames)
+    report(0.05, "building the mesh (.glb)")
+    try:
+        if not glb.is_file():
+            motion_to_glb(result.joints, glb, fps=FPS)
+    except (ImportError, OSError, ValueError) as e:
+        return MeshOutputs(None, None, f"⚠️ Mesh not built: {user_message(e)}")
+    parts = [f"Mesh: animated .glb, {n} frames ({n / FPS:.1f} s)"]
+    if not want_mp4(n, FPS, max_mp4_seconds):
+        parts.append(f"mp4 skipped: only motions up to {max_mp4_seconds:g} s are rendered "
+                     f"(~{MP4_S_PER_FRAME:g} s per frame)")
+        return MeshOutputs(glb, None, " · ".join(parts))
+    report(0.3, f"rendering the mp4 ({n} frames, ~{n * MP4_S_PER_FRAME:.0f} s)")
+    try:
+        if not mp4.is_file():
+            from kmm.viz.render import render_mp4
+
+            render_mp4(result.joints, mp4, fps=FPS)
+    except (ImportError, OSError, ValueError, RuntimeError) as e:   # RenderError is a RuntimeError
+        mp4.unlink(missing_ok=True)
+        parts.append(f"⚠️ mp4 not rendered: {user_message(e)}")
+        return MeshOutputs(glb, None, " · ".join(parts))
+    parts.append("mp4 rendered")
+    return MeshOutputs(glb, mp4, " · ".join(parts))
 
 
 def motion_stats(joints: np.ndarray, fps: float = FPS) -> dict:

@@ -32,7 +32,7 @@ def copy_bundle(run: Path, out: Path) -> None:
         (out / name).mkdir(exist_ok=True)
         for f in ("config.json", "model.safetensors"):
             shutil.copy2(run / name / f, out / name / f)
-    for f in ("recipe.json", "train_log.jsonl"):
+    for f in ("recipe.json", "train_log.jsonl", "pipeline.json"):
         if (run / f).is_file():
             shutil.copy2(run / f, out / f)
 
@@ -64,6 +64,13 @@ def held_out_numbers(bundle: Path, dataset, split: str = "test") -> dict:
                      "length_mae_s": round(val["val_len_err_tokens"] * 4 / 20, 2),
                      "params_m": round(sum(p.numel() for p in gen.parameters()) / 1e6, 2)}
         gen.train(False)
+    val_split = "val" if "val" in dataset.splits else split
+    val_sweep = residual_layer_sweep(pipe, build_corpus(dataset, val_split, mirror=False))
+    best = min((k for k in val_sweep if k != "true"), key=lambda k: val_sweep[k])
+    (bundle / "pipeline.json").write_text(json.dumps({"residual_layers": int(best), "chosen_on": val_split,
+                                                      "val_pose_mpjpe_mm": val_sweep}, indent=2) + "\n")
+    out["residual_sweep"] = {"chosen_layers": int(best), "chosen_on": val_split, "val": val_sweep,
+                             split: residual_layer_sweep(pipe, corpus)}
     out["tokenizer_params_m"] = round(sum(p.numel() for p in tok.parameters()) / 1e6, 2)
     out["residual_params_m"] = round(sum(p.numel() for p in pipe.residual.parameters()) / 1e6, 2)
     return out
@@ -101,6 +108,40 @@ def stage_wall_seconds(times: list[float]) -> float:
     return float(med + np.where(gaps > 5 * med, med, gaps).sum())
 
 
+@torch.no_grad()
+def residual_layer_sweep(pipe, corpus, max_clips: int = 80) -> dict:
+    """Pose error (root-relative MPJPE, mm) when the true base layer is decoded with k predicted residual layers.
+
+    k = 0 means the base layer alone. Also reports the tokenizer's own error with all true layers ("true").
+    """
+    from kmm.motion.features import features_to_joints
+    from kmm.sampling import residual_layers
+
+    tok, Q = pipe.tokenizer, pipe.tokenizer.config.n_quantizers
+    errs: dict = {"true": []}
+    for f, caps in list(zip(corpus.features, corpus.captions))[:max_clips]:
+        T = len(f) // tok.downsample * tok.downsample
+        if T == 0:
+            continue
+        codes = tok.encode(torch.from_numpy(pipe.normalizer.normalize(f[:T]))[None])
+        N = codes.shape[1]
+        _, text_res = pipe._text([caps[0]])
+        gt = features_to_joints(torch.from_numpy(f[:T]).double())
+        gt = gt - gt[:, :1]
+
+        def err(c):
+            j = features_to_joints(pipe.normalizer.denormalize(tok.decode(c))[0].double())
+            return 1000.0 * float(((j - j[:, :1]) - gt).norm(dim=-1).mean())
+
+        errs["true"].append(err(codes))
+        for k in range(Q):
+            pred = residual_layers(pipe.residual, tok.code_vectors, codes[..., 0], torch.tensor([N]), text_res[None],
+                                   torch.zeros(1, N, dtype=torch.long), k + 1)
+            pred = torch.cat([pred, pred.new_full((1, N, Q - k - 1), -1)], dim=-1)
+            errs.setdefault(k, []).append(err(pred))
+    return {str(k): round(float(np.mean(v)), 2) for k, v in errs.items()}
+
+
 def _wall_times(run: Path) -> dict:
     rows = [json.loads(x) for x in (run / "train_log.jsonl").read_text().splitlines() if x.strip()]
     times: dict[str, list[float]] = {}
@@ -112,7 +153,7 @@ def _wall_times(run: Path) -> dict:
     return {"wall_s": {k: round(stage_wall_seconds(v), 1) for k, v in times.items()}, "last": last}
 
 
-def write_card(bundle: Path, run: Path, dataset, numbers: dict, command: str) -> Path:
+def write_card(bundle: Path, run: Path, dataset, numbers: dict, command: str, note: str = "") -> Path:
     recipe = json.loads((run / "recipe.json").read_text())
     logs = _wall_times(run)
     summary = dataset.summary()
@@ -171,10 +212,21 @@ Machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()}
 |---|---|---|---|---|---|---|
 {gen_rows}
 
-Stages ran partly in parallel (one thread each); summed stage time {total_min:.0f} min.
+Stages ran partly in parallel (one thread each); summed stage time {total_min:.0f} min (wall times from the
+timestamps in `train_log.jsonl`, which is shipped here).
+{note}
 Tokenizer reconstruction on the held-out split: **MPJPE {numbers['tokenizer_mpjpe_mm']} mm** with the root
 trajectory integrated over whole clips (drift included), **{numbers['tokenizer_local_mpjpe_mm']} mm** for the body pose
 relative to the pelvis.
+
+Residual layers at inference: the number of
+predicted residual layers used by the pipeline was chosen on the {numbers['residual_sweep']['chosen_on']} split
+(`pipeline.json`: **{numbers['residual_sweep']['chosen_layers']}**). Root-relative pose error when the true base layer is
+decoded with k predicted residual layers (k = 0: base layer only; "true": all true layers):
+
+| k | {' | '.join(k for k in numbers['residual_sweep'][numbers['split']])} |
+|---|{'---|' * len(numbers['residual_sweep'][numbers['split']])}
+| {numbers['split']} MPJPE (mm) | {' | '.join(str(v) for v in numbers['residual_sweep'][numbers['split']].values())} |
 
 ## Choices the paper leaves open (ours)
 - Text encoder: all-MiniLM-L6-v2 (CLIP is not obtainable offline here); only its last layer is fine-tuned.
@@ -191,8 +243,8 @@ relative to the pelvis.
 
 ## Known limits
 - Small data (3.8 h) with template captions built from action/style labels: the vocabulary is mostly
-  locomotion, hand raising/waving, bows and a few gestures, plus CMU's short trial descriptions. Free-form
-  prompts outside that vocabulary fall back to generic motion.
+  locomotion, hand raising/waving, bows and a few gestures, plus CMU's short trial descriptions. Prompts
+  outside that vocabulary have not been measured and should not be expected to work well.
 - No multi-action training sequences exist in the data: transitions between segments are written by the
   bidirectional model from single-action clips.
 - CPU-sized models trained for minutes, not days: expect visibly lower quality than published GPU models.

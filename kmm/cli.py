@@ -301,6 +301,7 @@ def add_export_weights_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", default=None)
     p.add_argument("--split", default="test")
     p.add_argument("--command", default="python -m kmm train --out runs/kmm", help="the training command, for the card")
+    p.add_argument("--note", default="", help="a remark on how the run went, printed in the card's training section")
     p.set_defaults(func=cmd_export_weights)
 
 
@@ -316,8 +317,61 @@ def cmd_export_weights(args: argparse.Namespace) -> int:
     copy_bundle(args.run, args.out)
     numbers = held_out_numbers(args.out, dataset, args.split)
     print(json.dumps(numbers, indent=2))
-    print(f"wrote {write_card(args.out, args.run, dataset, numbers, args.command)}")
+    print(f"wrote {write_card(args.out, args.run, dataset, numbers, args.command, args.note)}")
     return 0
 
 
 PARSER_BUILDERS.append(add_export_weights_parser)
+
+
+# ----------------------------------------------------------------------------------------------
+# render (mannequin mesh: .mp4 video or animated .glb)
+
+
+RENDER_FORMATS = (".mp4", ".glb", ".png")
+
+
+def add_render_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("render", help="render a motion .npz as a mannequin video (.mp4), animated .glb or .png")
+    p.add_argument("motion", type=Path, help="motion .npz written by save_motion_npz (key 'joints')")
+    p.add_argument("--out", required=True, type=Path, help="output file: .mp4, .glb or .png (one frame)")
+    p.add_argument("--fps", type=float, default=None, help="frames per second (default: the file's fps)")
+    p.add_argument("--size", default="480x360", help="video size WIDTHxHEIGHT (default 480x360)")
+    p.add_argument("--frame", type=int, default=0, help="frame for .png output")
+    p.set_defaults(func=cmd_render)
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    suffix = args.out.suffix.lower()
+    if suffix not in RENDER_FORMATS:
+        raise CliError(f"{args.out}: unknown output format {suffix or '(none)'!r}; use {', '.join(RENDER_FORMATS)}")
+    if not args.motion.is_file():
+        raise CliError(f"{args.motion}: no such file")
+    try:
+        width, height = (int(v) for v in args.size.lower().split("x"))
+    except ValueError:
+        raise CliError(f"--size {args.size!r}: expected WIDTHxHEIGHT, e.g. 480x360") from None
+
+    from kmm.motion.npz import load_motion_npz
+
+    motion = load_motion_npz(args.motion)
+    joints, fps = motion["joints"], args.fps or motion["fps"]
+    if suffix == ".glb":
+        from kmm.viz.mesh import motion_to_glb
+
+        motion_to_glb(joints, args.out, fps=fps)
+    else:
+        from kmm.viz.render import RenderError, render_mp4, render_png
+
+        try:
+            if suffix == ".mp4":
+                render_mp4(joints, args.out, fps=fps, size=(width, height))
+            else:
+                render_png(joints, args.out, frame=args.frame, fps=fps, size=(width, height))
+        except RenderError as e:
+            raise CliError(str(e)) from e
+    print(f"wrote {args.out} ({len(joints)} frames, {len(joints) / fps:.2f} s)")
+    return 0
+
+
+PARSER_BUILDERS.append(add_render_parser)

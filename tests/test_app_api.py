@@ -6,7 +6,6 @@ import os
 import resource
 import socket
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest

@@ -161,3 +161,104 @@ def test_app_logic_does_not_import_gradio():
     import sys
     code = "import sys, kmm.app_logic; assert 'gradio' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# --- mesh view and SMPL --------------------------------------------------------------------------
+
+def test_mesh_paths_and_want_mp4():
+    glb, mp4 = logic.mesh_paths(_fake_result(), "/tmp/req")
+    assert (glb.name, mp4.name) == ("kmm_5_100frames.glb", "kmm_5_100frames.mp4") and glb.parent == Path("/tmp/req")
+    assert logic.want_mp4(1) and logic.want_mp4(200) and not logic.want_mp4(201)   # ≤ 10 s at 20 fps
+    assert logic.want_mp4(40, max_seconds=2) and not logic.want_mp4(41, max_seconds=2)
+    assert not logic.want_mp4(0) and not logic.want_mp4(20, max_seconds=0)
+
+
+@pytest.fixture
+def fake_mesh(monkeypatch):
+    """Stubbed motion_to_glb / render_mp4 that write small files and count their calls."""
+    import kmm.viz.mesh
+    import kmm.viz.render
+
+    calls = []
+
+    def glb(joints, path, fps=20):
+        calls.append("glb")
+        Path(path).write_bytes(b"glTF")
+        return Path(path)
+
+    def mp4(joints, path, fps=20, size=(480, 360)):
+        calls.append("mp4")
+        Path(path).write_bytes(b"mp4")
+        return Path(path)
+
+    monkeypatch.setattr(kmm.viz.mesh, "motion_to_glb", glb)
+    monkeypatch.setattr(kmm.viz.render, "render_mp4", mp4)
+    return calls
+
+
+def test_build_mesh_short_motion_gets_glb_and_mp4_once(tmp_path, fake_mesh):
+    steps = []
+    out = logic.build_mesh(_fake_result(100), tmp_path, progress=lambda f, desc: steps.append(desc))
+    assert out.glb == tmp_path / "kmm_5_100frames.glb" and out.mp4 == tmp_path / "kmm_5_100frames.mp4"
+    assert out.glb.is_file() and out.mp4.is_file() and "mp4 rendered" in out.message
+    assert any("mp4" in s for s in steps) and any(".glb" in s for s in steps)
+    again = logic.build_mesh(_fake_result(100), tmp_path)        # same request folder: files are reused
+    assert again == out and fake_mesh == ["glb", "mp4"]
+
+
+def test_build_mesh_long_motion_skips_mp4(tmp_path, fake_mesh):
+    out = logic.build_mesh(_fake_result(201), tmp_path)
+    assert out.glb.is_file() and out.mp4 is None and fake_mesh == ["glb"]
+    assert "mp4 skipped" in out.message and "10 s" in out.message
+
+
+def test_build_mesh_render_error_is_a_message(tmp_path, fake_mesh, monkeypatch):
+    import kmm.viz.render
+
+    def broken(*args, **kwargs):
+        raise kmm.viz.render.RenderError("pyrender could not load with PYOPENGL_PLATFORM=egl: no EGL. Install libegl1")
+
+    monkeypatch.setattr(kmm.viz.render, "render_mp4", broken)
+    out = logic.build_mesh(_fake_result(40), tmp_path)
+    assert out.glb.is_file() and out.mp4 is None
+    assert "mp4 not rendered" in out.message and "Install libegl1" in out.message and "Traceback" not in out.message
+
+
+def test_build_mesh_real_glb_has_one_animation(tmp_path, mini_dir):
+    pygltflib = pytest.importorskip("pygltflib")
+    from kmm.data import load_dataset
+
+    joints = np.asarray(load_dataset(mini_dir)["02_01"].joints[:12], dtype=np.float32)
+    result = SimpleNamespace(joints=joints, seed=0, n_frames=len(joints))
+    out = logic.build_mesh(result, tmp_path, max_mp4_seconds=0)
+    assert out.mp4 is None and out.glb.name == "kmm_0_12frames.glb"
+    gltf = pygltflib.GLTF2().load(str(out.glb))
+    assert len(gltf.animations) == 1 and len(gltf.skins) == 1
+
+
+def test_smpl_extra_only_with_model_files(tmp_path, monkeypatch):
+    from kmm.motion import smpl
+
+    monkeypatch.delenv(smpl.ENV_VAR, raising=False)
+    assert logic.smpl_extra(np.zeros((4, 22, 3))) == {}
+    assert "KMM_SMPL_DIR" in smpl.smpl_status()
+
+    monkeypatch.setattr(smpl, "find_smpl_model", lambda model_dir=None, gender="neutral": tmp_path / "SMPL_NEUTRAL.pkl")
+    monkeypatch.setattr(smpl, "smpl_npz_extra",
+                        lambda joints, model_dir=None: {"smpl_body_pose": np.zeros((len(joints), 69), np.float32)})
+    npz, _ = logic.write_outputs(_fake_result(), tmp_path)
+    with np.load(npz, allow_pickle=False) as data:
+        assert data["smpl_body_pose"].shape == (100, 69) and data["joints"].shape == (100, 22, 3)
+
+    def broken(joints, model_dir=None):
+        raise smpl.SmplUnavailable("smplx is not installed")
+
+    monkeypatch.setattr(smpl, "smpl_npz_extra", broken)
+    assert logic.smpl_extra(np.zeros((4, 22, 3))) == {}          # a broken setup never breaks the download
+
+
+def test_mp4_max_seconds_from_env():
+    assert logic.mp4_max_seconds({}) == logic.MP4_MAX_SECONDS == 10.0
+    assert logic.mp4_max_seconds({"KMM_MP4_MAX_SECONDS": "2.5"}) == 2.5
+    assert logic.mp4_max_seconds({"KMM_MP4_MAX_SECONDS": "0"}) == 0.0
+    assert logic.mp4_max_seconds({"KMM_MP4_MAX_SECONDS": "lots"}) == logic.mp4_max_seconds({"KMM_MP4_MAX_SECONDS": "nan"}) == 10.0

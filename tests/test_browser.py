@@ -1,5 +1,6 @@
 """The app in a real browser (Playwright + Debian's Chromium, headless): split, set lengths, generate,
-download both files; screenshots of each tab go to results/screenshots/.
+download both files; the 'mesh' view (animated .glb in the Model3D viewer + a short mp4); screenshots of
+each tab go to results/screenshots/.
 
 Needs `apt-get install chromium` and `pip install playwright` (never `playwright install`: we use the
 system browser). Skipped, with the reason, when either is missing.
@@ -32,6 +33,7 @@ def server(tiny_bundle, mini_dir):
         mp.setenv("KMM_DATA", str(mini_dir))
         mp.setenv("GRADIO_ANALYTICS_ENABLED", "False")
         mp.delenv("KMM_MODEL_REPO", raising=False)
+        mp.setenv("KMM_MP4_MAX_SECONDS", "2")      # mp4 only for the 1 s motion of test_mesh_view (~0.2 s/frame)
         import app
 
         demo = app.build_demo().queue(default_concurrency_limit=2, max_size=32)
@@ -107,12 +109,41 @@ def test_generate_tab(page, tmp_path):
         box.press("Enter")
         box.blur()
     page.locator("#regenerate").click()
-    try:
-        page.locator("#npz-file", has_text="kmm_5_100frames.npz").wait_for(timeout=20_000)
-    finally:
-        page.screenshot(path=str(SHOTS / "regenerate.png"), full_page=True)
+    page.locator("#npz-file", has_text="kmm_5_100frames").wait_for()   # gradio shows stem and ".npz" apart
     with np.load(_download(page, "npz-file", tmp_path), allow_pickle=False) as data:
         assert data["joints"].shape == (100, 22, 3) and int(data["seed"]) == 5
+
+
+def test_mesh_view(page, tmp_path):
+    pygltflib = pytest.importorskip("pygltflib")
+    page.locator("#prompt textarea").fill("a person jumps")
+    page.locator("#split").click()
+    page.locator("#seg-text-1").wait_for(state="hidden")
+    _set_seconds(page, 0, 1)
+    page.locator("#view").get_by_text("mesh", exact=True).click()
+    page.locator("#mesh-panel").wait_for(state="visible")
+    assert "KMM_SMPL_DIR" in page.locator("#smpl-status").inner_text()
+    # switching shows the mesh of the motion already on screen (100 frames, too long for an mp4 here)
+    page.locator("#mesh-status", has_text="Mesh: animated .glb, 100 frames").wait_for()
+    assert "mp4 skipped" in page.locator("#mesh-status").inner_text()
+    page.locator("#generate").click()                       # skeleton first, then the chained mesh step
+    page.locator("#status", has_text="Generated 20 frames").wait_for()
+    page.locator("#mesh-status", has_text="rendering the mp4 (20 frames").wait_for()   # progress is shown
+    page.locator("#mesh-status", has_text="Mesh: animated .glb, 20 frames (1.0 s) · mp4 rendered").wait_for(
+        timeout=120_000)
+    link = page.locator("#mesh-viewer [data-testid=model3d-download-link]")
+    href = link.get_attribute("href")
+    assert href and href.split("?")[0].endswith("kmm_0_20frames.glb")
+    glb = tmp_path / "viewer.glb"
+    glb.write_bytes(page.request.get(href).body())
+    gltf = pygltflib.GLTF2().load(str(glb))
+    assert len(gltf.animations) == 1 and len(gltf.skins) == 1
+    assert _download(page, "glb-file", tmp_path).name == "kmm_0_20frames.glb"
+    assert page.locator("#mesh-video video").get_attribute("src")
+    page.locator("#mesh-viewer canvas").wait_for()
+    page.wait_for_timeout(1500)                               # let the viewer draw a few frames
+    page.locator("#mesh-panel").scroll_into_view_if_needed()
+    page.screenshot(path=str(SHOTS / "mesh_view.png"), full_page=True)
 
 
 def test_bad_input_shows_message(page):

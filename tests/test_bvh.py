@@ -4,8 +4,6 @@ The BVH is read back with the independent PyPI ``bvh`` parser and a forward-kine
 (not imported from kmm), and must reproduce every input joint within 1 cm.
 """
 
-import os
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,17 +15,12 @@ from kmm.motion.skeleton import JOINT_NAMES
 
 bvh_pkg = pytest.importorskip("bvh", reason="the PyPI 'bvh' parser is needed to read files back")
 
-DATA = Path(os.environ.get("KMM_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
-MINI = DATA / "cmu-desc-s01-07-mini" / "motions.npz"
 LEAVES = {"head", "left_wrist", "right_wrist", "left_foot", "right_foot"}
 
 
 @pytest.fixture(scope="module")
-def clips() -> dict:
-    if not MINI.exists():
-        pytest.skip(f"mini data set not found at {MINI} (set KMM_DATA to the data folder)")
-    with np.load(MINI) as data:
-        return {k: data[k] for k in data.files}
+def clips(mini_motions) -> dict:
+    return dict(mini_motions)
 
 
 def _axis_rotation(axis: str, degrees: np.ndarray) -> np.ndarray:

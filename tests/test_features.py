@@ -1,7 +1,5 @@
 """Joints <-> 263-d features (paper §3.1 data; METHOD.md §1): round trip, canonical frame, batching."""
 
-import os
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,16 +11,11 @@ from kmm.motion.features import (Normalizer, canonicalize, features_to_joints, h
                                  joints_to_features)
 from kmm.motion.skeleton import FEATURE_DIM, FEATURE_SLICES, LEFT_HIP, RIGHT_HIP
 
-DATA = Path(os.environ.get("KMM_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
-MINI = DATA / "cmu-desc-s01-07-mini" / "motions.npz"
 
 
 @pytest.fixture(scope="module")
-def clips() -> dict:
-    if not MINI.exists():
-        pytest.skip(f"mini data set not found at {MINI} (set KMM_DATA to the data folder)")
-    with np.load(MINI) as data:
-        return {k: data[k] for k in data.files}
+def clips(mini_motions) -> dict:
+    return dict(mini_motions)
 
 
 def _random_yaw_shift(joints: np.ndarray, seed: int) -> np.ndarray:

@@ -1,7 +1,5 @@
 """Mirror augmentation (paper §3.1 data; METHOD.md §1): joints and text, both involutions."""
 
-import os
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,16 +9,11 @@ from kmm.motion.features import canonicalize, features_to_joints, joints_to_feat
 from kmm.motion.mirror import mirror_joints, mirror_text
 from kmm.motion.skeleton import FEATURE_SLICES, LEFT_CHAIN, LEFT_HIP, MIRROR, RIGHT_CHAIN, RIGHT_HIP
 
-DATA = Path(os.environ.get("KMM_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
-MINI = DATA / "cmu-desc-s01-07-mini" / "motions.npz"
 
 
 @pytest.fixture(scope="module")
-def clips() -> dict:
-    if not MINI.exists():
-        pytest.skip(f"mini data set not found at {MINI} (set KMM_DATA to the data folder)")
-    with np.load(MINI) as data:
-        return {k: data[k].astype(np.float32) for k in list(data.files)[:4]}
+def clips(mini_motions) -> dict:
+    return {k: v.astype(np.float32) for k, v in list(mini_motions.items())[:4]}
 
 
 def test_mirror_table_swaps_left_and_right_chains():

@@ -4,7 +4,7 @@ import dataclasses
 import pytest
 import torch
 
-from kmm.config import GeneratorConfig, ResidualConfig, TextConfig, TokenizerConfig
+from kmm.config import GeneratorConfig, ResidualConfig, TokenizerConfig
 from kmm.model.generator import MaskedGenerator, info_nce
 from kmm.model.quantizer import ResidualVQ
 from kmm.model.residual import ResidualPredictor

@@ -111,9 +111,27 @@ def render(results: list[dict]) -> str:
     return "\n\n".join(parts) + "\n"
 
 
+README_START, README_END = "<!-- results:start -->", "<!-- results:end -->"
+README_HEADER = ("## Results\n\nRendered by `python -m kmm report results/eval.json results/bench.json --readme README.md` "
+                 "from the JSON files committed in `results/`.\n\n")
+
+
+def readme_section(markdown: str) -> str:
+    return f"{README_START}\n{README_HEADER}{markdown}{README_END}"
+
+
+def replace_readme_section(readme: str, markdown: str) -> str:
+    """Swaps the text between the results markers for `markdown` (markers kept)."""
+    a, b = readme.find(README_START), readme.find(README_END)
+    if a < 0 or b < a:
+        raise ValueError(f"README has no {README_START} ... {README_END} section")
+    return readme[:a] + readme_section(markdown) + readme[b + len(README_END):]
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("report", help="render eval/bench JSON results as Markdown")
     p.add_argument("files", nargs="+", type=Path, help="results/eval.json, results/bench.json")
+    p.add_argument("--readme", type=Path, default=None, help="also write the tables into this README's results section")
     p.set_defaults(func=cmd_report)
 
 
@@ -129,7 +147,10 @@ def cmd_report(args: argparse.Namespace) -> int:
         except json.JSONDecodeError as e:
             raise CliError(f"{path}: not JSON ({e.msg})") from None
     try:
-        print(render(results), end="")
+        markdown = render(results)
+        if args.readme is not None:
+            args.readme.write_text(replace_readme_section(args.readme.read_text(), markdown))
     except (ValueError, KeyError) as e:
         raise CliError(f"cannot render: {e}") from None
+    print(markdown, end="")
     return 0

@@ -6,7 +6,6 @@ BERT-style layer plus mean pooling, fine-tuned with the generator and shipped in
 """
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
