@@ -4,7 +4,6 @@ Serves build_demo() on 127.0.0.1 (free port, background thread) with the session
 """
 import os
 import resource
-import socket
 import time
 
 import numpy as np
@@ -14,28 +13,9 @@ gr = pytest.importorskip("gradio")
 gradio_client = pytest.importorskip("gradio_client")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def server(tiny_bundle, mini_dir):
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("KMM_WEIGHTS", str(tiny_bundle))
-        mp.setenv("KMM_DATA", str(mini_dir))
-        mp.setenv("GRADIO_ANALYTICS_ENABLED", "False")
-        mp.delenv("KMM_MODEL_REPO", raising=False)
-        import app
-
-        demo = app.build_demo().queue(default_concurrency_limit=2, max_size=32)
-        port = _free_port()
-        demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
-        try:
-            yield f"http://127.0.0.1:{port}/"
-        finally:
-            demo.close()
+def server(app_server):
+    return app_server
 
 
 @pytest.fixture(scope="module")

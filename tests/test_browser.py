@@ -7,7 +7,6 @@ system browser). Skipped, with the reason, when either is missing.
 """
 import os
 import shutil
-import socket
 from pathlib import Path
 
 import numpy as np
@@ -20,29 +19,12 @@ if not (Path(CHROMIUM).is_file() or shutil.which(CHROMIUM)):
     pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install -y chromium)", allow_module_level=True)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+APP_ENV = {"KMM_MP4_MAX_SECONDS": "2"}  # mp4 only for the 1 s motion of test_mesh_view (~0.2 s/frame)
 
 
 @pytest.fixture(scope="module")
-def server(tiny_bundle, mini_dir):
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("KMM_WEIGHTS", str(tiny_bundle))
-        mp.setenv("KMM_DATA", str(mini_dir))
-        mp.setenv("GRADIO_ANALYTICS_ENABLED", "False")
-        mp.delenv("KMM_MODEL_REPO", raising=False)
-        mp.setenv("KMM_MP4_MAX_SECONDS", "2")      # mp4 only for the 1 s motion of test_mesh_view (~0.2 s/frame)
-        import app
-
-        demo = app.build_demo().queue(default_concurrency_limit=2, max_size=32)
-        port = _free_port()
-        demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
-        try:
-            yield f"http://127.0.0.1:{port}/"
-        finally:
-            demo.close()
+def server(app_server):
+    return app_server
 
 
 @pytest.fixture(scope="module")
