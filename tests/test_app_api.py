@@ -80,3 +80,24 @@ def test_twenty_concurrent_requests(client):
     assert len({npz for npz, _, _ in results}) == 20          # every request got its own files
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"\n20 concurrent /generate: {wall:.1f} s wall, peak RSS {peak_mb:.0f} MB (server + client process)")
+
+
+def _rss_mb() -> float:
+    for line in open("/proc/self/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def test_memory_stays_flat_over_many_requests(client):
+    """Three more rounds of 10 requests after a warm-up round: resident memory must not keep growing."""
+    def round_(k):
+        jobs = [client.submit(f"a person walks forward #{k}-{i}", "2", i, 3.0, 4, "kmm", api_name="/generate")
+                for i in range(10)]
+        [job.result(timeout=120) for job in jobs]
+        return _rss_mb()
+
+    round_(0)
+    rss = [round_(k) for k in range(1, 4)]
+    print(f"\nRSS after rounds of 10 requests: {[round(r) for r in rss]} MB")
+    assert rss[-1] - rss[0] < 100, rss
