@@ -52,7 +52,7 @@ def held_out_numbers(bundle: Path, dataset, split: str = "test") -> dict:
     tok: MotionTokenizer = pipe.tokenizer
     out = {"split": split, "clips": len(corpus),
            "tokenizer_mpjpe_mm": round(tokenizer_mpjpe_mm(tok, pipe.normalizer, corpus), 2),
-           "tokenizer_local_mpjpe_mm": round(local_mpjpe_mm(tok, pipe.normalizer, corpus), 2)}
+           "tokenizer_local_mpjpe_mm": round(tokenizer_mpjpe_mm(tok, pipe.normalizer, corpus, root_relative=True), 2)}
     tc = tokenize_corpus(tok, pipe.normalizer, corpus)
     backbone = shared_backbone(None, pipe.generator.config.text.max_tokens)
     for name in ("kmm", "kmm-random", "transformer"):
@@ -74,25 +74,6 @@ def held_out_numbers(bundle: Path, dataset, split: str = "test") -> dict:
     out["tokenizer_params_m"] = round(sum(p.numel() for p in tok.parameters()) / 1e6, 2)
     out["residual_params_m"] = round(sum(p.numel() for p in pipe.residual.parameters()) / 1e6, 2)
     return out
-
-
-@torch.no_grad()
-def local_mpjpe_mm(tok, normalizer, corpus) -> float:
-    """Tokenizer error of the body pose alone: joints relative to the pelvis, per frame (no root drift)."""
-    from kmm.motion.features import features_to_joints
-
-    errs, n = 0.0, 0
-    for f in corpus.features:
-        T = len(f) // tok.downsample * tok.downsample
-        if T == 0:
-            continue
-        x = torch.from_numpy(normalizer.normalize(f[:T]))[None]
-        rec = features_to_joints(normalizer.denormalize(tok.decode(tok.encode(x)))[0].double())
-        gt = features_to_joints(torch.from_numpy(f[:T]).double())
-        rec, gt = rec - rec[:, :1], gt - gt[:, :1]
-        errs += float((rec - gt).norm(dim=-1).mean()) * T
-        n += T
-    return 1000.0 * errs / max(n, 1)
 
 
 def stage_wall_seconds(times: list[float]) -> float:

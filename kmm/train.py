@@ -169,8 +169,13 @@ def tokenizer_loss(model, x):  # x (B, T, F) normalised -> loss, parts
 
 
 @torch.no_grad()
-def tokenizer_mpjpe_mm(model, normalizer: Normalizer, corpus: Corpus, max_clips: int | None = None) -> float:
-    """Mean per-joint position error (mm) of encode→decode on whole clips, joints recovered from features."""
+def tokenizer_mpjpe_mm(model, normalizer: Normalizer, corpus: Corpus, max_clips: int | None = None,
+                       root_relative: bool = False) -> float:
+    """Mean per-joint position error (mm) of encode→decode on whole clips, joints recovered from features.
+
+    root_relative=True measures the body pose alone (joints minus the pelvis, per frame: no root drift).
+    """
+    was_training = model.training
     model.eval()
     errs, n = 0.0, 0
     ds = model.downsample
@@ -182,9 +187,11 @@ def tokenizer_mpjpe_mm(model, normalizer: Normalizer, corpus: Corpus, max_clips:
         rec = normalizer.denormalize(model.decode(model.encode(x)))[0]
         j_rec = features_to_joints(rec.double())
         j_gt = features_to_joints(torch.from_numpy(f[:T]).double())
+        if root_relative:
+            j_rec, j_gt = j_rec - j_rec[:, :1], j_gt - j_gt[:, :1]
         errs += float((j_rec - j_gt).norm(dim=-1).mean()) * T
         n += T
-    model.train()
+    model.train(was_training)
     return 1000.0 * errs / max(n, 1)
 
 
