@@ -244,13 +244,16 @@ def _evaluator():
 
 
 def build_compare_tab(service: logic.MotionService):
-    gr.Markdown("Same caption, same length, same seed: ground truth (for a held-out caption) and the three "
-                "generators side by side, played with one slider.")
+    gr.Markdown("Same caption, same length, same seed: ground truth (for a held-out caption) and the chosen "
+                "generators side by side, played with one slider. BAMM and Motion Mamba are our implementations "
+                "of those papers, trained on the same data and budget (see the model card).")
     with gr.Row():
         caption = gr.Dropdown([], label="Held-out test caption, or type your own", allow_custom_value=True,
                               value="a person walks forward", scale=4, elem_id="compare-caption")
         seconds = gr.Slider(MIN_SECONDS, MAX_SECONDS, value=4.0, step=0.2, label="seconds", scale=2)
         seed = gr.Number(label="Seed", value=0, precision=0, minimum=0, maximum=logic.MAX_SEED, scale=1)
+    models = gr.CheckboxGroup([(label, name) for name, label in logic.MODEL_LABELS.items()],
+                              value=list(logic.MODEL_LABELS), label="Generators", elem_id="compare-models")
     run = gr.Button("Compare", variant="primary", elem_id="compare")
     status = gr.Markdown()
     plot = gr.Plot(label="Side by side", elem_id="compare-plot")
@@ -262,17 +265,18 @@ def build_compare_tab(service: logic.MotionService):
         return gr.update(value=logic.clip_seconds(clip.n_frames)) if clip is not None else gr.update()
 
     @gpu
-    def on_compare(text, secs, seed_value, progress=gr.Progress()):
+    def on_compare(text, secs, seed_value, chosen, progress=gr.Progress()):
         from kmm.viz.skeleton_plot import side_by_side_figure
 
         try:
             segments = logic.validate_timeline([(text or "", float(secs))])
+            names = logic.check_models(chosen)
             motions = []
             clip = _held_out().get(" ".join((text or "").split()))
             if clip is not None:
                 motions.append(("ground truth", clip.joints))
-            for i, name in enumerate(logic.MODEL_LABELS):
-                progress(0.1 + 0.25 * i, desc=f"{name}")
+            for i, name in enumerate(names):
+                progress(0.1 + 0.8 * i / len(names), desc=f"{name}")
                 result = service.generate(segments, logic.check_settings(seed_value, 3.0, 10, name))
                 motions.append((name, result.joints))
         except EXPECTED as e:
@@ -294,7 +298,7 @@ def build_compare_tab(service: logic.MotionService):
         return fig, rows_to_frame(rows), f"weights: {service.source}{note}" + (f"  \n{lang}" if lang else "")
 
     caption.change(on_caption, caption, seconds, api_visibility="private")
-    run.click(on_compare, [caption, seconds, seed], [plot, table, status], api_visibility="private")
+    run.click(on_compare, [caption, seconds, seed, models], [plot, table, status], api_visibility="private")
     return caption
 
 

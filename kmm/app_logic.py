@@ -27,6 +27,8 @@ MODEL_LABELS = {  # generator folder -> label shown in the UI
     "kmm": "KMM (key-frame masking)",
     "kmm-random": "KMM, random masking (ablation)",
     "transformer": "Transformer baseline",
+    "bamm": "BAMM baseline (bidirectional autoregressive)",
+    "motion-mamba": "Motion Mamba baseline (latent diffusion)",
 }
 DEFAULT_MODEL = "kmm"
 MIN_STEPS, MAX_STEPS = 1, 50
@@ -36,6 +38,17 @@ ENGLISH_NOTE = "Note: the model was trained on English captions; other languages
 
 
 # --- requests ------------------------------------------------------------------------------------
+
+def check_models(chosen) -> list[str]:
+    """Comparison-tab choice -> generator names in the UI's order; none chosen or an unknown one is an error."""
+    chosen = list(chosen or [])
+    unknown = [c for c in chosen if c not in MODEL_LABELS]
+    if unknown:
+        raise TimelineError(f"Unknown model(s) {unknown}; choose from {', '.join(MODEL_LABELS)}.")
+    if not chosen:
+        raise TimelineError("Choose at least one generator to compare.")
+    return [m for m in MODEL_LABELS if m in chosen]
+
 
 def prompt_to_texts(prompt: str, max_segments: int = MAX_SEGMENTS) -> list[str]:
     """Split a prompt for the editable rows; too many pieces is an error, not a silent cut.

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-MODELS = ("tokenizer", "residual", "kmm", "kmm-random", "transformer")
+MODELS = ("tokenizer", "residual", "kmm", "kmm-random", "transformer", "bamm", "motion-vae", "motion-mamba")
 CREDIT_BANDAI = ("Bandai-Namco-Research-Motiondataset-1 and -2 © 2022 Bandai Namco Research Inc., CC BY-NC 4.0; "
                  "M. Kobayashi et al., \"Motion Capture Dataset for Practical Use of AI-based Motion Editing and "
                  "Stylization\", arXiv:2306.08861, 2023.")
@@ -64,6 +64,7 @@ def held_out_numbers(bundle: Path, dataset, split: str = "test") -> dict:
                      "length_mae_s": round(val["val_len_err_tokens"] * 4 / 20, 2),
                      "params_m": round(sum(p.numel() for p in gen.parameters()) / 1e6, 2)}
         gen.train(False)
+    out.update(baseline_numbers(bundle, corpus, tc, backbone))
     val_split = "val" if "val" in dataset.splits else split
     val_sweep = residual_layer_sweep(pipe, build_corpus(dataset, val_split, mirror=False))
     best = min((k for k in val_sweep if k != "true"), key=lambda k: val_sweep[k])
@@ -73,6 +74,47 @@ def held_out_numbers(bundle: Path, dataset, split: str = "test") -> dict:
                              split: residual_layer_sweep(pipe, corpus)}
     out["tokenizer_params_m"] = round(sum(p.numel() for p in tok.parameters()) / 1e6, 2)
     out["residual_params_m"] = round(sum(p.numel() for p in pipe.residual.parameters()) / 1e6, 2)
+    return out
+
+
+def _length_mae_s(pipe, texts: list[str], seconds: list[float]) -> float:
+    """Mean absolute error (s) of the model's own length for each text against the clip's true length."""
+    pred = [pipe.predict_seconds([t], seed=i)[0] for i, t in enumerate(texts)]
+    return round(float(np.mean(np.abs(np.asarray(pred) - np.asarray(seconds)))), 2)
+
+
+@torch.no_grad()
+def baseline_numbers(bundle: Path, corpus, tc, backbone, max_clips: int = 64) -> dict:
+    """BAMM: held-out token accuracies and the error of the length its [END] token predicts.
+    Motion Mamba: VAE reconstruction error and length-head error."""
+    from kmm.config import TextConfig
+    from kmm.model.bamm import Bamm
+    from kmm.pipeline import Pipeline
+    from kmm.train import bamm_val, frozen_text_top, tokenizer_mpjpe_mm
+
+    out = {}
+    n = min(max_clips, len(corpus))
+    texts = [c[0] for c in corpus.captions[:n]]
+    if (bundle / "bamm" / "model.safetensors").is_file():
+        model = Bamm.from_pretrained(bundle / "bamm")
+        val = bamm_val(model, tc, frozen_text_top(backbone, TextConfig()), backbone)
+        cap = model.config.max_tokens
+        true_s = [min(len(c), cap) * 4 / 20 for c in tc.codes[:n]]
+        out["bamm"] = {"next_token_acc": val["val_acc_causal"], "masked_token_acc": val["val_acc_bidir"],
+                       "length_mae_s": _length_mae_s(Pipeline.from_pretrained(bundle, "bamm", text_backbone=backbone),
+                                                     texts, true_s),
+                       "params_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 2)}
+    if (bundle / "motion-mamba" / "model.safetensors").is_file():
+        pipe = Pipeline.from_pretrained(bundle, "motion-mamba", text_backbone=backbone)
+        vae, den = pipe.backend.vae, pipe.backend.denoiser
+        cap = den.config.max_length_tokens
+        true_s = [min(len(f) // 4, cap) * 4 / 20 for f in corpus.features[:n]]
+        out["motion-mamba"] = {
+            "vae_mpjpe_mm": round(tokenizer_mpjpe_mm(vae, pipe.normalizer, corpus), 2),
+            "vae_local_mpjpe_mm": round(tokenizer_mpjpe_mm(vae, pipe.normalizer, corpus, root_relative=True), 2),
+            "length_mae_s": _length_mae_s(pipe, texts, true_s),
+            "vae_params_m": round(sum(p.numel() for p in vae.parameters()) / 1e6, 2),
+            "params_m": round(sum(p.numel() for p in den.parameters()) / 1e6, 2)}
     return out
 
 
@@ -134,6 +176,49 @@ def _wall_times(run: Path) -> dict:
     return {"wall_s": {k: round(stage_wall_seconds(v), 1) for k, v in times.items()}, "last": last}
 
 
+def baseline_section(numbers: dict, recipe: dict, w: dict) -> str:
+    """Model-card section for the two sibling methods (#8): what was trained, numbers, departures."""
+    parts = ["## Baselines implemented from their papers (no official code used)"]
+    b = numbers.get("bamm")
+    if b:
+        c = recipe.get("bamm", {})
+        parts.append(f"""### BAMM (Pinyoanuntapong et al., ECCV 2024) — `bamm/`
+Masked self-attention transformer over our tokenizer's base-layer tokens with the paper's two attention masks
+(unidirectional causal; bidirectional causal: a masked position sees its left and every unmasked token),
+each used for half of the training clips, 50–100% masking in the bidirectional case, an [END] token, text
+dropout for guidance. Cascaded decoding: autoregressive round until [END] (the length), then every other
+token re-predicted with the bidirectional mask; guidance 4 then 3. Residual layers: the shared predictor.
+
+| parameters | steps × batch | wall time | held-out next-token acc. | masked-token acc. (ratio 0.5) | length from [END], MAE |
+|---|---|---|---|---|---|
+| {b['params_m']} M | {recipe['generator_steps']} × {recipe['generator_batch']} | {w.get('bamm', float('nan')) / 60:.1f} min | {b['next_token_acc']:.3f} | {b['masked_token_acc']:.3f} | {b['length_mae_s']:.2f} s |
+
+Departures from the paper: {c.get('n_layers')} layers × {c.get('d_model')} wide (the size of our other generators, far
+smaller than the paper's); frozen MiniLM sentence embedding instead of frozen CLIP; each slot also gets its
+segment's text added so a timeline can be generated in one sequence; a query slot carries the previous token
+(our reading of how the masks stay leak-free); round 2 is one pass over the odd positions.""")
+    m = numbers.get("motion-mamba")
+    if m:
+        c = recipe.get("motion_mamba", {})
+        v = recipe.get("motion_vae", {})
+        parts.append(f"""### Motion Mamba (Zhang et al., ECCV 2024) — `motion-vae/`, `motion-mamba/`
+Latent diffusion: a motion VAE, then a denoiser built as a U-Net of Hierarchical Temporal Mamba blocks
+(scans per level {c.get('level_scans')}, outer to inner) and Bidirectional Spatial Mamba blocks (a scan over
+the channel groups in both directions), attention at the bottleneck, classifier-free guidance, DDIM sampling.
+
+| part | parameters | steps × batch | wall time | held-out numbers |
+|---|---|---|---|---|
+| VAE | {m['vae_params_m']} M | {recipe['vae_steps']} × {recipe['vae_batch']} | {w.get('motion-vae', float('nan')) / 60:.1f} min | MPJPE {m['vae_mpjpe_mm']} mm (root path integrated), {m['vae_local_mpjpe_mm']} mm pose |
+| denoiser | {m['params_m']} M | {recipe['motion_mamba_steps']} × {recipe['motion_mamba_batch']} | {w.get('motion-mamba', float('nan')) / 60:.1f} min | length head MAE {m['length_mae_s']:.2f} s |
+
+Departures from the paper: one {v.get('latent_dim')}-d latent per 4 frames (MLD/Motion Mamba: a single
+clip-level latent) so that timelines, long windows and editing share our grid; a length head (the paper takes
+the length as given); frozen MiniLM instead of frozen CLIP; CPU scale ({c.get('d_model')} wide,
+{c.get('diffusion_steps')} training noise levels, 10 DDIM steps by default); the VAE gets the tokenizer's step
+budget and the denoiser the generators'.""")
+    return "\n\n".join(parts) if len(parts) > 1 else ""
+
+
 def write_card(bundle: Path, run: Path, dataset, numbers: dict, command: str, note: str = "") -> Path:
     recipe = json.loads((run / "recipe.json").read_text())
     logs = _wall_times(run)
@@ -169,7 +254,9 @@ Credits: {CREDIT_BANDAI} {CREDIT_CMU}
 | `kmm/` | KMM generator (key-frame masking + contrastive text alignment; includes the fine-tuned top layer of the text encoder) |
 | `kmm-random/` | the same model trained with random masking (ablation, same budget and seed) |
 | `transformer/` | masked-transformer baseline on the same tokenizer, same budget |
-| `residual/` | residual-layer predictor shared by the three generators ({numbers['residual_params_m']} M) |
+| `bamm/` | BAMM baseline (bidirectional autoregressive masked transformer) on the same tokenizer, same budget |
+| `motion-vae/`, `motion-mamba/` | Motion Mamba baseline: motion VAE + latent diffusion denoiser (HTM + BSM blocks) |
+| `residual/` | residual-layer predictor shared by the token generators ({numbers['residual_params_m']} M) |
 | `normalizer.safetensors` | feature mean/std of the training split |
 
 ## Data and split
@@ -209,6 +296,7 @@ decoded with k predicted residual layers (k = 0: base layer only; "true": all tr
 |---|{'---|' * len(numbers['residual_sweep'][numbers['split']])}
 | {numbers['split']} MPJPE (mm) | {' | '.join(str(v) for v in numbers['residual_sweep'][numbers['split']].values())} |
 
+{baseline_section(numbers, recipe, w)}
 ## Choices the paper leaves open (ours)
 - Text encoder: all-MiniLM-L6-v2 (CLIP is not obtainable offline here); only its last layer is fine-tuned.
 - Mamba blocks: d_model {recipe['generator']['d_model']}, {recipe['generator']['n_layers']} bidirectional layers,

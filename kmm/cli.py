@@ -148,9 +148,9 @@ def add_train_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", default=None, help="dataset folder(s) or a parent (default: $KMM_DATA or ../shared/data)")
     p.add_argument("--out", type=Path, default=Path("runs/kmm"), help="run folder (checkpoints, logs, bundle)")
     p.add_argument("--recipe", default="default", help="'default', 'tiny', or a recipe JSON file")
-    p.add_argument("--stages", default="tokenizer,residual,generators",
-                   help="comma list of tokenizer, residual, generators")
-    p.add_argument("--generators", default=None, help="comma list of kmm, kmm-random, transformer")
+    p.add_argument("--stages", default="tokenizer,residual,generators,motion-mamba",
+                   help="comma list of tokenizer, residual, generators, motion-mamba")
+    p.add_argument("--generators", default=None, help="comma list of kmm, kmm-random, transformer, bamm")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--cache", type=Path, default=Path(".cache"), help="feature cache folder")
     p.set_defaults(func=cmd_train)
@@ -202,7 +202,7 @@ def add_generate_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lengths", default=None, help="seconds per segment, e.g. 3,2,4 or 3,auto,4 (default: auto)")
     p.add_argument("--seconds", type=float, default=None, help="one length for every segment")
     p.add_argument("--no-split", action="store_true", help="treat the whole prompt as one segment")
-    p.add_argument("--model", default="kmm", help="kmm, kmm-random or transformer")
+    p.add_argument("--model", default="kmm", help="kmm, kmm-random, transformer, bamm or motion-mamba")
     p.add_argument("--weights", default=None, help=f"bundle folder (default: Hub if configured, else {DEFAULT_WEIGHTS})")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--guidance", type=float, default=3.0)

@@ -93,3 +93,57 @@ class ResidualConfig(_JsonConfig):
     text_dim: int = 384
     dropout: float = 0.1
     cond_drop: float = 0.1
+
+
+@dataclass
+class BammConfig(_JsonConfig):
+    """BAMM baseline (Pinyoanuntapong et al., ECCV 2024): masked self-attention transformer whose attention mask
+    decides what each motion token sees."""
+    n_codes: int = 512
+    d_model: int = 256                    # ours: the same width/depth as our generators (paper: 1024 wide, 9 layers)
+    n_layers: int = 4
+    n_heads: int = 4
+    dropout: float = 0.1
+    text_dim: int = 384                   # frozen sentence embedding (paper: frozen CLIP)
+    cond_drop: float = 0.1
+    causal_prob: float = 0.5              # share of training batches that use the unidirectional mask (paper)
+    min_mask: float = 0.5                 # bidirectional case: 50-100% of motion tokens masked (paper)
+    max_tokens: int = 64                  # training window; +1 slot for [END]
+
+
+@dataclass
+class MotionVAEConfig(_JsonConfig):
+    """Motion Mamba's motion VAE (Zhang et al., ECCV 2024, after MLD)."""
+    feature_dim: int = 263
+    width: int = 192
+    latent_dim: int = 16                  # ours: one 16-d latent per 4 frames (MLD: one 256-d latent per clip)
+    n_down: int = 2                       # ×4, the same time grid as the tokenizer
+    res_depth: int = 2
+    kl_weight: float = 1e-4
+
+
+@dataclass
+class MotionMambaConfig(_JsonConfig):
+    """Motion Mamba's latent denoiser: U-Net of Hierarchical Temporal Mamba + Bidirectional Spatial Mamba blocks."""
+    latent_dim: int = 16
+    d_model: int = 192
+    level_scans: tuple = (3, 2, 1)        # HTM: scans per U-Net level, outer (high resolution) to inner
+    d_state: int = 8
+    d_conv: int = 4
+    expand: int = 1
+    bsm_groups: int = 8                   # BSM: the channel dimension is scanned as this many groups, both ways
+    n_heads: int = 4                      # attention mixer at the bottleneck
+    text_dim: int = 384
+    dropout: float = 0.1
+    cond_drop: float = 0.1
+    diffusion_steps: int = 1000
+    prediction: str = "epsilon"
+    max_tokens: int = 64                  # training window in latent steps (×4 frames)
+    max_length_tokens: int = 80           # length head classes (ours: the paper takes the length as given)
+
+    @classmethod
+    def from_dict(cls, d: dict):
+        d = dict(d)
+        if "level_scans" in d:
+            d["level_scans"] = tuple(d["level_scans"])
+        return super().from_dict(d)

@@ -20,7 +20,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 REPO_ENV, REVISION_ENV, WEIGHTS_ENV = "KMM_MODEL_REPO", "KMM_MODEL_REVISION", "KMM_WEIGHTS"
 DEFAULT_WEIGHTS = "assets/kmm"
 
-MODEL_DIRS = ("tokenizer", "residual", "kmm", "kmm-random", "transformer")
+MODEL_DIRS = ("tokenizer", "residual", "kmm", "kmm-random", "transformer", "bamm", "motion-vae", "motion-mamba")
 BUNDLE_FILES = ("normalizer.safetensors",) + tuple(
     f"{d}/{name}" for d in MODEL_DIRS for name in ("config.json", "model.safetensors"))
 ALLOW_PATTERNS = ["normalizer.safetensors", "*/config.json", "*/model.safetensors", "README.md"]

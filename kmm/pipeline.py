@@ -20,6 +20,8 @@ import numpy as np
 import torch
 from safetensors.torch import load_file
 
+from kmm.backends import BammBackend, LatentBackend, MaskedBackend
+from kmm.model.bamm import Bamm
 from kmm.model.generator import MaskedGenerator
 from kmm.model.residual import ResidualPredictor
 from kmm.model.text import TextTop
@@ -27,18 +29,17 @@ from kmm.model.tokenizer import MotionTokenizer
 from kmm.model.weights import WeightsError
 from kmm.motion.features import Normalizer, features_to_joints
 from kmm.motion.skeleton import FPS
-from kmm.sampling import guided, mask_predict, residual_layers, sample_windows
 from kmm.segment import Segment, validate_timeline
 
-GENERATOR_NAMES = ("kmm", "kmm-random", "transformer")
-DECODER_CONTEXT_TOKENS = 9   # tokenizer decoder receptive field (±8.5 tokens), rounded up
+GENERATOR_NAMES = ("kmm", "kmm-random", "transformer", "bamm", "motion-mamba")
+DECODER_CONTEXT_TOKENS = 9   # tokenizer / VAE decoder receptive field (±8.5 tokens), rounded up
 
 
 @dataclass
 class MotionResult:
     joints: np.ndarray              # (T, 22, 3) float32
     features: np.ndarray            # (T, 263) float32, un-normalised
-    codes: torch.Tensor             # (N, Q) token ids (kept for editing)
+    codes: torch.Tensor             # (N, Q) token ids, or (N, C) latents for motion-mamba (kept for editing)
     boundaries: list[int]           # frame boundaries, len = segments + 1
     texts: list[str]
     seconds: list[float]            # per segment, after the token grid
@@ -68,27 +69,31 @@ def seconds_to_tokens(seconds: float) -> int:
 
 
 class Pipeline:
-    def __init__(self, tokenizer: MotionTokenizer, generator: MaskedGenerator, residual: ResidualPredictor,
-                 normalizer: Normalizer, text_backbone, model_id: str, device=None, residual_layers: int | None = None):
+    """Holds one backend (kmm.backends) plus the normaliser and text encoder; `generate` / `regenerate_segment`."""
+
+    def __init__(self, backend, normalizer: Normalizer, text_backbone, model_id: str, device=None):
         self.device = get_device(device)
-        q = tokenizer.config.n_quantizers - 1
-        # how many residual codebook layers the predictor fills in (0 = base layer only); chosen per bundle on the
-        # validation split by `python -m kmm export-weights` and stored in pipeline.json
-        self.residual_layers = q if residual_layers is None else max(0, min(q, int(residual_layers)))
-        self.tokenizer = tokenizer.to(self.device).eval()
-        self.generator = generator.to(self.device).eval()
-        self.residual = residual.to(self.device).eval()
+        self.backend = backend
+        for m in vars(backend).values():
+            if isinstance(m, torch.nn.Module):
+                m.to(self.device).eval()
         self.normalizer = normalizer
         self.backbone = text_backbone
         self.model_id = model_id
-        self.residual_text = TextTop(generator.config.text).eval().to(self.device)
-        self.residual_text.load_bert_layer(text_backbone.last_layer_state(), "")
+        # the token backends' parts, for the model card's measurements
+        self.tokenizer = getattr(backend, "tokenizer", None)
+        self.residual = getattr(backend, "residual", None)
+        self.generator = getattr(backend, "generator", None) or getattr(backend, "bamm", None) \
+            or getattr(backend, "denoiser", None)
+        self.residual_layers = getattr(backend, "n_residual", 0)
 
     # --- loading ------------------------------------------------------------------------------
     @classmethod
     def from_pretrained(cls, path: str | Path, generator: str = "kmm", device: str | None = None,
                         text_backbone=None, model_id: str | None = None) -> "Pipeline":
-        """Loads a bundle folder: normalizer.safetensors, tokenizer/, residual/, <generator>/."""
+        """Loads a bundle folder: normalizer.safetensors, tokenizer/, residual/, <generator>/
+        (motion-mamba: motion-vae/ and motion-mamba/ instead of tokenizer/, residual/)."""
+        from kmm.config import TextConfig
         from kmm.text_backbone import shared_backbone
 
         root = Path(path)
@@ -103,41 +108,56 @@ class Pipeline:
             stats = {k: v.numpy() for k, v in load_file(str(norm_path)).items()}
         except Exception as e:  # noqa: BLE001
             raise WeightsError(f"corrupt {norm_path}: {e}") from e
-        tok = MotionTokenizer.from_pretrained(root / "tokenizer")
-        res = ResidualPredictor.from_pretrained(root / "residual")
-        gen = MaskedGenerator.from_pretrained(root / generator)
-        backbone = text_backbone or shared_backbone(None, gen.config.text.max_tokens)
-        settings = {}
-        if (root / "pipeline.json").is_file():
-            try:
-                settings = json.loads((root / "pipeline.json").read_text())
-            except ValueError as e:
-                raise WeightsError(f"bad {root / 'pipeline.json'}: {e}") from e
-        return cls(tok, gen, res, Normalizer.from_dict(stats), backbone, model_id or f"{root.name}/{generator}", device,
-                   residual_layers=settings.get("residual_layers"))
+        text_cfg = TextConfig()
+        backbone = text_backbone or shared_backbone(None, text_cfg.max_tokens)
+        frozen_text = TextTop(text_cfg).eval()
+        frozen_text.load_bert_layer(backbone.last_layer_state(), "")
+        if generator == "motion-mamba":
+            from kmm.model.motion_mamba import MotionMambaDenoiser
+            from kmm.model.motion_vae import MotionVAE
+
+            backend = LatentBackend(MotionVAE.from_pretrained(root / "motion-vae"),
+                                    MotionMambaDenoiser.from_pretrained(root / "motion-mamba"), frozen_text)
+        else:
+            tok = MotionTokenizer.from_pretrained(root / "tokenizer")
+            res = ResidualPredictor.from_pretrained(root / "residual")
+            q = tok.config.n_quantizers - 1
+            settings = {}
+            if (root / "pipeline.json").is_file():
+                try:
+                    settings = json.loads((root / "pipeline.json").read_text())
+                except ValueError as e:
+                    raise WeightsError(f"bad {root / 'pipeline.json'}: {e}") from e
+            # how many residual codebook layers the predictor fills in (0 = base layer only); chosen per bundle on
+            # the validation split by `python -m kmm export-weights` and stored in pipeline.json
+            n_res = settings.get("residual_layers")
+            n_res = q if n_res is None else max(0, min(q, int(n_res)))
+            if generator == "bamm":
+                backend = BammBackend(Bamm.from_pretrained(root / "bamm"), tok, res, frozen_text, n_res)
+            else:
+                backend = MaskedBackend(MaskedGenerator.from_pretrained(root / generator), tok, res, frozen_text, n_res)
+        return cls(backend, Normalizer.from_dict(stats), backbone, model_id or f"{root.name}/{generator}", device)
 
     # --- text -----------------------------------------------------------------------------------
     @torch.no_grad()
     def _text(self, texts: list[str]):  # -> generator text (S, 384), residual text (S, 384)
         hidden, mask = self.backbone(texts)
-        hidden, mask = hidden.to(self.device), mask.to(self.device)
-        return self.generator.encode_text(hidden, mask), self.residual_text(hidden, mask)[1]
+        return self.backend.text(hidden.to(self.device), mask.to(self.device))
 
     @torch.no_grad()
-    def predict_seconds(self, texts: list[str]) -> list[float]:
-        """Length head: the most likely token count for each text, in seconds."""
-        pooled, _ = self._text(texts)
-        n = self.generator.length_logits(pooled).argmax(-1) + 1
+    def predict_seconds(self, texts: list[str], seed: int = 0) -> list[float]:
+        """The model's own length for each text, in seconds (length head; BAMM: its [END] token)."""
+        n = self.backend.predict_tokens(self._text(texts), self._generator(seed))
         return [int(k) * frames_per_token() / FPS for k in n]
 
     # --- generation -----------------------------------------------------------------------------
-    def _plan(self, segments):
+    def _plan(self, segments, seed: int = 0):
         segs = validate_timeline([s if isinstance(s, Segment) else Segment(*s) for s in segments])
         texts = [s.text for s in segs]
         missing = [i for i, s in enumerate(segs) if s.seconds is None]
         seconds = [s.seconds for s in segs]
         if missing:
-            guess = self.predict_seconds([texts[i] for i in missing])
+            guess = self.predict_seconds([texts[i] for i in missing], seed)
             for i, g in zip(missing, guess):
                 seconds[i] = g
         n_tok = [seconds_to_tokens(s) for s in seconds]
@@ -147,38 +167,8 @@ class Pipeline:
         return torch.cat([torch.full((n,), i, dtype=torch.long) for i, n in enumerate(n_tok)])[None].to(self.device)
 
     @torch.no_grad()
-    def _sample_codes(self, text_gen, text_res, seg_ids, generator: torch.Generator, guidance: float, steps: int,
-                      temperature: float, fixed=None, fixed_mask=None):
-        """Base layer by windowed mask-predict, then residual layers. -> codes (N, Q)."""
-        gen = self.generator
-        N = seg_ids.shape[1]
-        window = gen.config.max_tokens
-        text = text_gen[None]                                                     # (1, S, 384)
-
-        def window_fn(start, end, fixed_w, known_w):
-            lengths = torch.tensor([end - start], device=self.device)
-            fn = guided(gen, lengths, text, seg_ids[:, start:end], guidance)
-            return mask_predict(fn, lengths, end - start, gen.mask_id, steps, generator,
-                                fixed=fixed_w.to(self.device), fixed_mask=known_w.to(self.device),
-                                temperature=temperature)
-
-        base = sample_windows(window_fn, N, window, window // 4,
-                              fixed=None if fixed is None else fixed[None, :, 0].cpu(),
-                              fixed_mask=None if fixed_mask is None else fixed_mask[None].cpu())
-        base = base.to(self.device)
-        lengths = torch.tensor([N], device=self.device)
-        codes = residual_layers(self.residual, self.tokenizer.code_vectors, base, lengths, text_res[None], seg_ids,
-                                self.residual_layers + 1,
-                                fixed=None if fixed is None else fixed[None],
-                                fixed_mask=None if fixed_mask is None else fixed_mask[None])[0]
-        unused = self.tokenizer.config.n_quantizers - codes.shape[-1]
-        if unused:  # layers the decoder should skip (code -1)
-            codes = torch.cat([codes, codes.new_full((N, unused), -1)], dim=-1)
-        return codes
-
-    @torch.no_grad()
-    def _decode(self, codes):  # (N, Q) -> features (4N, 263) float32 numpy
-        feats = self.normalizer.denormalize(self.tokenizer.decode(codes[None]))[0]
+    def _decode(self, codes):  # (N, ...) -> features (4N, 263) float32 numpy
+        feats = self.normalizer.denormalize(self.backend.decode(codes)[None])[0]
         return feats.float().cpu().numpy()
 
     @staticmethod
@@ -193,11 +183,11 @@ class Pipeline:
                  temperature: float = 1.0) -> MotionResult:
         """segments: [(text, seconds or None), ...] -> MotionResult. Same seed → same joints."""
         t0 = time.perf_counter()
-        texts, n_tok = self._plan(segments)
-        text_gen, text_res = self._text(texts)
+        texts, n_tok = self._plan(segments, seed)
+        cond = self._text(texts)
         seg_ids = self._seg_ids(n_tok)
         t1 = time.perf_counter()
-        codes = self._sample_codes(text_gen, text_res, seg_ids, self._generator(seed), guidance, steps, temperature)
+        codes = self.backend.sample(cond, seg_ids, self._generator(seed), guidance, steps, temperature)
         t2 = time.perf_counter()
         features = self._decode(codes)
         joints = self._joints(features)
@@ -232,15 +222,15 @@ class Pipeline:
         segs = validate_timeline([Segment(t, n * fpt / FPS) for t, n in zip(texts, n_tok)])
         texts = [s.text for s in segs]
         g = result.guidance if guidance is None else guidance
-        text_gen, text_res = self._text(texts)
+        cond = self._text(texts)
         seg_ids = self._seg_ids(n_tok)
         a, b = result.boundaries[index] // fpt, result.boundaries[index + 1] // fpt
         lo, hi = max(0, a - margin_tokens), min(sum(n_tok), b + margin_tokens)
         old = result.codes.to(self.device)
         fixed_mask = torch.ones(old.shape[0], dtype=torch.bool, device=self.device)
         fixed_mask[lo:hi] = False
-        codes = self._sample_codes(text_gen, text_res, seg_ids, self._generator(seed), g, steps, 1.0,
-                                   fixed=old, fixed_mask=fixed_mask)
+        codes = self.backend.sample(cond, seg_ids, self._generator(seed), g, steps, 1.0, fixed=old,
+                                    fixed_mask=fixed_mask)
         new_feats = self._decode(codes)
         f_lo = max(0, (lo - DECODER_CONTEXT_TOKENS) * fpt)
         f_hi = min(len(new_feats), (hi + DECODER_CONTEXT_TOKENS) * fpt)

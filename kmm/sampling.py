@@ -124,13 +124,18 @@ def window_plan(n_tokens: int, window: int, overlap: int) -> list[tuple[int, int
 
 
 @torch.no_grad()
-def sample_windows(window_fn, n_tokens: int, window: int, overlap: int, *, fixed=None, fixed_mask=None):
-    """Runs window_fn(start, end, fixed_win (1, W), fixed_mask_win (1, W)) -> ids (1, W) over window_plan.
+def sample_windows(window_fn, n_tokens: int, window: int, overlap: int, *, fixed=None, fixed_mask=None,
+                   empty=None):
+    """Runs window_fn(start, end, fixed_win (1, W, ...), fixed_mask_win (1, W)) -> (1, W, ...) over window_plan.
 
     Each window's overlap with the previous one is fixed to what that window produced (inpainting), on top of
-    any tokens fixed by the caller. Returns ids (1, n_tokens).
+    any positions fixed by the caller. Token ids by default; `empty` (1, n_tokens, ...) sets another layout
+    (e.g. continuous latents). Returns (1, n_tokens, ...).
     """
-    ids = torch.zeros(1, n_tokens, dtype=torch.long) if fixed is None else fixed.clone()
+    if fixed is not None:
+        ids = fixed.clone()
+    else:
+        ids = torch.zeros(1, n_tokens, dtype=torch.long) if empty is None else empty.clone()
     known = torch.zeros(1, n_tokens, dtype=torch.bool) if fixed_mask is None else fixed_mask.clone()
     for start, end in window_plan(n_tokens, window, overlap):
         out = window_fn(start, end, ids[:, start:end], known[:, start:end])

@@ -21,9 +21,11 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
-from kmm.config import GeneratorConfig, ResidualConfig, TokenizerConfig, _JsonConfig
+from kmm.config import (BammConfig, GeneratorConfig, MotionMambaConfig, MotionVAEConfig, ResidualConfig,
+                        TokenizerConfig, _JsonConfig)
 from kmm.corpus import Corpus, build_corpus
 from kmm.masking import MASKERS, cosine_ratio, valid_mask
+from kmm.model.bamm import Bamm
 from kmm.model.generator import MaskedGenerator, info_nce
 from kmm.model.residual import ResidualPredictor
 from kmm.model.tokenizer import MotionTokenizer
@@ -49,15 +51,24 @@ class Recipe(_JsonConfig):
     warmup: int = 200
     steps_per_check: int = 250
     gen_steps_eval: int = 10
-    generators: tuple = ("kmm", "kmm-random", "transformer")
+    generators: tuple = ("kmm", "kmm-random", "transformer", "bamm")
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
     residual: ResidualConfig = field(default_factory=ResidualConfig)
+    # baselines (#8): BAMM trains as one more generator (same steps/batch); Motion Mamba has its own VAE + denoiser
+    bamm: BammConfig = field(default_factory=BammConfig)
+    vae_steps: int = 2000               # the tokenizer's budget
+    vae_batch: int = 64
+    motion_mamba_steps: int = 1000      # the generators' budget
+    motion_mamba_batch: int = 32
+    motion_vae: MotionVAEConfig = field(default_factory=MotionVAEConfig)
+    motion_mamba: MotionMambaConfig = field(default_factory=MotionMambaConfig)
 
     @classmethod
     def from_dict(cls, d):
         d = dict(d)
-        for k, c in (("tokenizer", TokenizerConfig), ("generator", GeneratorConfig), ("residual", ResidualConfig)):
+        for k, c in (("tokenizer", TokenizerConfig), ("generator", GeneratorConfig), ("residual", ResidualConfig),
+                     ("bamm", BammConfig), ("motion_vae", MotionVAEConfig), ("motion_mamba", MotionMambaConfig)):
             if isinstance(d.get(k), dict):
                 d[k] = c.from_dict(d[k])
         if "generators" in d:
@@ -74,13 +85,19 @@ def tiny_recipe() -> Recipe:
                   tokenizer=TokenizerConfig(width=32, code_dim=16, n_quantizers=3, n_codes=32),
                   generator=GeneratorConfig(n_codes=32, d_model=32, n_layers=1, align_dim=16, max_tokens=16,
                                             max_length_tokens=40, text=TextConfig()),
-                  residual=ResidualConfig(n_codes=32, n_quantizers=3, code_dim=16, d_model=32, n_layers=1))
+                  residual=ResidualConfig(n_codes=32, n_quantizers=3, code_dim=16, d_model=32, n_layers=1),
+                  bamm=BammConfig(n_codes=32, d_model=32, n_layers=1, max_tokens=16),
+                  vae_steps=30, vae_batch=8, motion_mamba_steps=30, motion_mamba_batch=8,
+                  motion_vae=MotionVAEConfig(width=32, latent_dim=8),
+                  motion_mamba=MotionMambaConfig(latent_dim=8, d_model=32, level_scans=(1, 1), bsm_groups=4,
+                                                 max_tokens=16, max_length_tokens=40))
 
 
 GENERATOR_VARIANTS = {
     "kmm": dict(backbone="mamba", masking="keyframe"),
     "kmm-random": dict(backbone="mamba", masking="random"),
     "transformer": dict(backbone="transformer", masking="random"),
+    "bamm": {},   # its own model class (kmm.model.bamm), trained by train_bamm with the same steps/batch/seed
 }
 
 
@@ -171,7 +188,8 @@ def tokenizer_loss(model, x):  # x (B, T, F) normalised -> loss, parts
 @torch.no_grad()
 def tokenizer_mpjpe_mm(model, normalizer: Normalizer, corpus: Corpus, max_clips: int | None = None,
                        root_relative: bool = False) -> float:
-    """Mean per-joint position error (mm) of encode→decode on whole clips, joints recovered from features.
+    """Mean per-joint position error (mm) of encode→decode (`model.reconstruct`, tokenizer or motion VAE) on
+    whole clips, joints recovered from features.
 
     root_relative=True measures the body pose alone (joints minus the pelvis, per frame: no root drift).
     """
@@ -184,7 +202,7 @@ def tokenizer_mpjpe_mm(model, normalizer: Normalizer, corpus: Corpus, max_clips:
         if T == 0:
             continue
         x = torch.from_numpy(normalizer.normalize(f[:T]))[None]
-        rec = normalizer.denormalize(model.decode(model.encode(x)))[0]
+        rec = normalizer.denormalize(model.reconstruct(x))[0]
         j_rec = features_to_joints(rec.double())
         j_gt = features_to_joints(torch.from_numpy(f[:T]).double())
         if root_relative:
@@ -222,7 +240,7 @@ def train_tokenizer(train: Corpus, val: Corpus, normalizer: Normalizer, recipe: 
         if (step + 1) % recipe.steps_per_check == 0 or step + 1 == recipe.tokenizer_steps:
             mpjpe = tokenizer_mpjpe_mm(model, normalizer, val, max_clips=64)
             log(stage="tokenizer", step=step + 1, loss=loss.item(), val_mpjpe_mm=round(mpjpe, 2), **parts)
-            bar.set_postfix(loss=f"{float(loss):.4f}", val_mpjpe_mm=f"{mpjpe:.1f}")
+            bar.set_postfix(loss=f"{loss.item():.4f}", val_mpjpe_mm=f"{mpjpe:.1f}")
             save_checkpoint(stage, model, opt, step + 1, {"val_mpjpe_mm": mpjpe})
     return model.eval()
 
@@ -362,7 +380,7 @@ def train_generator(name: str, tc: TokenCorpus, tc_val: TokenCorpus, tokenizer: 
         if (step + 1) % recipe.steps_per_check == 0 or step + 1 == recipe.generator_steps:
             val = generator_val(gen, tokenizer, tc_val, backbone, recipe)
             log(stage=name, step=step + 1, loss=loss.item(), **parts, **val)
-            bar.set_postfix(loss=f"{float(loss):.3f}", acc=f"{parts['acc']:.3f}", val_acc=f"{val['val_acc']:.3f}")
+            bar.set_postfix(loss=f"{loss.item():.3f}", acc=f"{parts['acc']:.3f}", val_acc=f"{val['val_acc']:.3f}")
             save_checkpoint(stage, gen, opt, step + 1, val)
     return gen.eval()
 
@@ -377,20 +395,134 @@ def _sample_clips_tokens(tc: TokenCorpus, n: int, rng):
     return cand[k * n:(k + 1) * n]
 
 
+# --- BAMM baseline (#8) ------------------------------------------------------------------------------
+
+def frozen_text_top(backbone, text_config):
+    """The frozen sentence encoder's last layer + pooling (the baselines' text, like the paper's frozen CLIP)."""
+    from kmm.model.text import TextTop
+
+    top = TextTop(text_config).eval()
+    top.load_bert_layer(backbone.last_layer_state(), "")
+    for p in top.parameters():
+        p.requires_grad_(False)
+    return top
+
+
+def bamm_batch(tc: TokenCorpus, idx, max_tokens: int, rng: np.random.Generator):
+    """-> base tokens (B, T), lengths (B,), ends (B,) bool: the crop reaches the clip's end (an [END] target)."""
+    crops, ends = [], []
+    for i in idx:
+        c = tc.codes[i][:, 0]
+        s = int(rng.integers(0, len(c) - max_tokens + 1)) if len(c) > max_tokens else 0
+        crops.append(c[s:s + max_tokens])
+        ends.append(s + len(crops[-1]) == len(c))
+    lengths = torch.tensor([len(c) for c in crops])
+    tokens = torch.zeros(len(crops), int(lengths.max()), dtype=torch.long)
+    for b, c in enumerate(crops):
+        tokens[b, :len(c)] = c
+    return tokens, lengths, torch.tensor(ends)
+
+
+def bamm_step(model: Bamm, tokens, lengths, ends, pooled, g: torch.Generator, causal_prob: float | None = None,
+              ratio=None):
+    """One BAMM loss. tokens (B, T), lengths (B,), ends (B,) bool, pooled (B, 384) frozen text.
+
+    1. per clip: unidirectional mask with probability causal_prob, else bidirectional with 50-100% of the
+       motion tokens masked (U = the rest)
+    2. targets: m_i at every query slot, [END] at slot `length` when the crop reaches the clip's end
+    3. text dropped with probability cond_drop (classifier-free guidance)
+    """
+    c = model.config
+    B, T = tokens.shape
+    valid = valid_mask(lengths, T)
+    # 1.
+    p = c.causal_prob if causal_prob is None else causal_prob
+    causal = torch.rand(B, generator=g) < p
+    if ratio is None:
+        ratio = c.min_mask + (1 - c.min_mask) * torch.rand(B, generator=g)
+    n_mask = torch.ceil(ratio * lengths).long().clamp(min=1)
+    rank = torch.rand(B, T, generator=g).masked_fill(~valid, 2.0).argsort(1).argsort(1)
+    known = valid & (rank >= n_mask[:, None]) & ~causal[:, None]                       # (B, T)
+    pad = torch.zeros(B, 1, dtype=torch.bool)
+    unmasked = torch.cat([known, pad], 1)                                               # (B, T+1)
+    # 2.
+    rows = torch.arange(B)
+    target = torch.cat([tokens, torch.zeros(B, 1, dtype=torch.long)], 1)
+    target[rows, lengths] = model.end_id
+    predict = torch.cat([valid & ~known, pad], 1)
+    predict[rows, lengths] = ends
+    # 3.
+    drop = torch.rand(B, generator=g) < c.cond_drop
+    seg_ids = torch.zeros(B, T + 1, dtype=torch.long)
+    logits = model(tokens, unmasked, lengths, pooled[:, None, :], seg_ids, drop)         # (B, T+1, K+1)
+    loss = F.cross_entropy(logits[predict], target[predict])
+    acc = (logits[predict].argmax(-1) == target[predict]).float().mean()
+    return loss, {"tok": loss.item(), "acc": acc.item()}
+
+
+@torch.no_grad()
+def bamm_val(model: Bamm, tc_val: TokenCorpus, text_top, backbone) -> dict:
+    """Held-out next-token accuracy with the unidirectional mask and masked-token accuracy with the
+    bidirectional mask at ratio 0.5 (fixed seed)."""
+    model.eval()
+    rng = np.random.default_rng(123)
+    idx = np.arange(min(len(tc_val.codes), 96))
+    tokens, lengths, ends = bamm_batch(tc_val, idx, model.config.max_tokens, rng)
+    pooled = text_top(*backbone([tc_val.captions[i][0] for i in idx]))[1]
+    out = {}
+    for name, p in (("causal", 1.0), ("bidir", 0.0)):
+        g = torch.Generator().manual_seed(123)
+        model_cond_drop, model.config.cond_drop = model.config.cond_drop, 0.0
+        _, parts = bamm_step(model, tokens, lengths, ends, pooled, g, causal_prob=p,
+                             ratio=torch.full((len(idx),), 0.5))
+        model.config.cond_drop = model_cond_drop
+        out[f"val_acc_{name}"] = round(parts["acc"], 4)
+        out[f"val_nll_{name}"] = round(parts["tok"], 4)
+    model.train()
+    return out
+
+
+def train_bamm(tc: TokenCorpus, tc_val: TokenCorpus, backbone, recipe: Recipe, out: Path, log) -> Bamm:
+    torch.manual_seed(recipe.seed)
+    rng = np.random.default_rng(recipe.seed)
+    g = torch.Generator().manual_seed(recipe.seed)
+    cfg = dataclasses.replace(recipe.bamm, n_codes=recipe.tokenizer.n_codes, text_dim=recipe.generator.text.dim)
+    model = Bamm(cfg)
+    text_top = frozen_text_top(backbone, recipe.generator.text)
+    opt = torch.optim.AdamW(model.parameters(), lr=recipe.generator_lr, weight_decay=0.01)
+    stage = out / "bamm"
+    start = load_checkpoint(stage, model, opt)
+    sched = scheduler(opt, recipe.warmup, recipe.generator_steps, start)
+    picker = TextBatcher(backbone, rng)
+    model.train()
+    bar = tqdm(range(start, recipe.generator_steps), desc="bamm", mininterval=10, initial=start,
+               total=recipe.generator_steps)
+    for step in bar:
+        idx = _sample_clips_tokens(tc, recipe.generator_batch, rng)
+        tokens, lengths, ends = bamm_batch(tc, idx, cfg.max_tokens, rng)
+        with torch.no_grad():
+            pooled = text_top(*backbone([picker.pick(tc.captions[i]) for i in idx]))[1]
+        loss, parts = bamm_step(model, tokens, lengths, ends, pooled, g)
+        optimizer_step(opt, sched, loss, model.parameters())
+        if (step + 1) % recipe.steps_per_check == 0 or step + 1 == recipe.generator_steps:
+            val = bamm_val(model, tc_val, text_top, backbone)
+            log(stage="bamm", step=step + 1, loss=loss.item(), **parts, **val)
+            bar.set_postfix(loss=f"{loss.item():.3f}", acc=f"{parts['acc']:.3f}")
+            save_checkpoint(stage, model, opt, step + 1, val)
+    return model.eval()
+
+
 # --- stage 3: residual layers ---------------------------------------------------------------------
 
 def train_residual(tc: TokenCorpus, tokenizer: MotionTokenizer, backbone, recipe: Recipe, out: Path, log):
     """Residual predictor, shared by every base-layer generator. Text: the frozen (original) sentence embedding."""
-    from kmm.model.text import TextTop
-
     torch.manual_seed(recipe.seed)
     rng = np.random.default_rng(recipe.seed + 1)
     g = torch.Generator().manual_seed(recipe.seed + 1)
     cfg = dataclasses.replace(recipe.residual, n_codes=recipe.tokenizer.n_codes,
                               n_quantizers=recipe.tokenizer.n_quantizers, code_dim=recipe.tokenizer.code_dim)
     model = ResidualPredictor(cfg)
-    text_top = TextTop(recipe.generator.text).eval()
-    text_top.load_bert_layer(backbone.last_layer_state(), "")
+    text_top = frozen_text_top(backbone, recipe.generator.text)
     opt = torch.optim.AdamW(model.parameters(), lr=recipe.generator_lr)
     stage = out / "residual"
     start = load_checkpoint(stage, model, opt)
@@ -421,14 +553,15 @@ def train_residual(tc: TokenCorpus, tokenizer: MotionTokenizer, backbone, recipe
         if (step + 1) % recipe.steps_per_check == 0 or step + 1 == recipe.residual_steps:
             acc = float((logits[valid].argmax(-1) == target[valid]).float().mean())
             log(stage="residual", step=step + 1, loss=loss.item(), acc=round(acc, 4))
-            bar.set_postfix(loss=f"{float(loss):.3f}", acc=f"{acc:.3f}")
+            bar.set_postfix(loss=f"{loss.item():.3f}", acc=f"{acc:.3f}")
             save_checkpoint(stage, model, opt, step + 1)
     return model.eval()
 
 
 # --- the whole recipe -----------------------------------------------------------------------------
 
-def train_all(dataset, out_dir: str | Path, recipe: Recipe, *, stages=("tokenizer", "residual", "generators"),
+def train_all(dataset, out_dir: str | Path, recipe: Recipe, *,
+              stages=("tokenizer", "residual", "generators", "motion-mamba"),
               cache_dir: Path | None = None, backbone=None) -> Path:
     from kmm.text_backbone import TextBackbone
 
@@ -453,14 +586,15 @@ def train_all(dataset, out_dir: str | Path, recipe: Recipe, *, stages=("tokenize
         t = time.time()
         tokenizer = train_tokenizer(train, val, normalizer, recipe, out, log)
         log(stage="tokenizer", done=True, wall_s=round(time.time() - t, 1))
-    else:
+    elif "residual" in stages or "generators" in stages:
         tokenizer = MotionTokenizer.from_pretrained(out / "tokenizer")
-    tokenizer.eval()
-    for p in tokenizer.parameters():
-        p.requires_grad_(False)
     backbone = backbone or TextBackbone(max_tokens=recipe.generator.text.max_tokens)
-    tc = tokenize_corpus(tokenizer, normalizer, train)
-    tc_val = tokenize_corpus(tokenizer, normalizer, val)
+    if "residual" in stages or "generators" in stages:
+        tokenizer.eval()
+        for p in tokenizer.parameters():
+            p.requires_grad_(False)
+        tc = tokenize_corpus(tokenizer, normalizer, train)
+        tc_val = tokenize_corpus(tokenizer, normalizer, val)
     if "residual" in stages:
         t = time.time()
         train_residual(tc, tokenizer, backbone, recipe, out, log)
@@ -468,7 +602,19 @@ def train_all(dataset, out_dir: str | Path, recipe: Recipe, *, stages=("tokenize
     if "generators" in stages:
         for name in recipe.generators:
             t = time.time()
-            train_generator(name, tc, tc_val, tokenizer, backbone, recipe, out, log)
+            if name == "bamm":
+                train_bamm(tc, tc_val, backbone, recipe, out, log)
+            else:
+                train_generator(name, tc, tc_val, tokenizer, backbone, recipe, out, log)
             log(stage=name, done=True, wall_s=round(time.time() - t, 1))
+    if "motion-mamba" in stages:   # Motion Mamba baseline: its own VAE (tokenizer's budget) + latent denoiser
+        from kmm.train_motion_mamba import train_motion_mamba, train_motion_vae
+
+        t = time.time()
+        vae = train_motion_vae(train, val, normalizer, recipe, out, log)
+        log(stage="motion-vae", done=True, wall_s=round(time.time() - t, 1))
+        t = time.time()
+        train_motion_mamba(train, val, vae, normalizer, backbone, recipe, out, log)
+        log(stage="motion-mamba", done=True, wall_s=round(time.time() - t, 1))
     log(stage="all", done=True, wall_s=round(time.time() - t0, 1))
     return out

@@ -262,3 +262,11 @@ def test_mp4_max_seconds_from_env():
     assert logic.mp4_max_seconds({"KMM_MP4_MAX_SECONDS": "2.5"}) == 2.5
     assert logic.mp4_max_seconds({"KMM_MP4_MAX_SECONDS": "0"}) == 0.0
     assert logic.mp4_max_seconds({"KMM_MP4_MAX_SECONDS": "lots"}) == logic.mp4_max_seconds({"KMM_MP4_MAX_SECONDS": "nan"}) == 10.0
+
+
+def test_compare_models_keep_ui_order_and_reject_bad_choices():
+    assert logic.check_models(["motion-mamba", "kmm", "bamm"]) == ["kmm", "bamm", "motion-mamba"]
+    with pytest.raises(logic.TimelineError, match="at least one"):
+        logic.check_models([])
+    with pytest.raises(logic.TimelineError, match="Unknown"):
+        logic.check_models(["kmm", "gpt"])

@@ -22,7 +22,7 @@ def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("evalcli")
     cache = root / "cache"
     assert main(["train", "--data", str(MINI), "--recipe", "tiny", "--out", str(root / "bundle"),
-                 "--cache", str(cache), "--generators", "kmm,transformer"]) == 0
+                 "--cache", str(cache), "--generators", "kmm,bamm"]) == 0
     assert main(["train-evaluator", "--data", str(MINI), "--out", str(root / "evaluator"), "--steps", "5",
                  "--batch", "8", "--width", "16", "--cache", str(cache)]) == 0
     return root
@@ -31,19 +31,21 @@ def trained(tmp_path_factory):
 def test_evaluate_writes_every_metric(trained, capsys):
     out = trained / "eval.json"
     assert main(["evaluate", "--data", str(MINI), "--weights", str(trained / "bundle"),
-                 "--evaluator", str(trained / "evaluator"), "--json", str(out), "--models", "gt,kmm",
+                 "--evaluator", str(trained / "evaluator"), "--json", str(out), "--models", "gt,kmm,bamm,motion-mamba",
                  "--seeds", "2", "--max-texts", "3", "--steps", "2", "--mm-texts", "2", "--mm-reps", "2",
                  "--transition-segments", "3"]) == 0
     result = json.loads(out.read_text())
     assert result["kind"] == "kmm-eval" and result["split"] == "test" and result["seeds"] == [0, 1]
     assert len(result["evaluator"]["sha256"]["model.safetensors"]) == 64
-    assert set(result["models"]) == {"gt", "kmm"}
-    kmm = result["models"]["kmm"]
-    assert len(kmm["weights"]["sha256"]["generator"]) == 64
-    for name in ("r_precision_top1", "r_precision_top2", "r_precision_top3", "mm_dist", "fid", "diversity",
-                 "multimodality", "foot_skating", "peak_jerk", "auj", "ait_s"):
-        value = kmm["metrics"][name]
-        assert set(value) == {"mean", "ci95", "values"} and len(value["values"]) == 2, name
+    assert set(result["models"]) == {"gt", "kmm", "bamm", "motion-mamba"}
+    for model in ("kmm", "bamm", "motion-mamba"):
+        row = result["models"][model]
+        assert len(row["weights"]["sha256"]["generator"]) == 64
+        for name in ("r_precision_top1", "r_precision_top2", "r_precision_top3", "mm_dist", "fid", "diversity",
+                     "multimodality", "foot_skating", "peak_jerk", "auj", "ait_s"):
+            value = row["metrics"][name]
+            assert set(value) == {"mean", "ci95", "values"} and len(value["values"]) == 2, (model, name)
+    assert "motion-vae" in result["models"]["motion-mamba"]["weights"]["sha256"]
     gt = result["models"]["gt"]["metrics"]
     assert gt["multimodality"] is None and 0.0 <= gt["r_precision_top1"]["mean"] <= 1.0
     assert result["wall_s"] > 0
@@ -52,16 +54,17 @@ def test_evaluate_writes_every_metric(trained, capsys):
 
 def test_bench_and_report(trained, capsys):
     bench = trained / "bench.json"
-    assert main(["bench", "--weights", str(trained / "bundle"), "--json", str(bench), "--models", "kmm",
+    assert main(["bench", "--weights", str(trained / "bundle"), "--json", str(bench), "--models", "kmm,bamm,motion-mamba",
                  "--repeats", "1", "--max-minutes", "0.2", "--steps", "2"]) == 0
     result = json.loads(bench.read_text())
     assert result["kind"] == "kmm-bench"
     assert {"cpu", "cores", "torch", "device", "threads"} <= set(result["hardware"])
-    row = result["models"]["kmm"]
-    assert row["single_10s"]["mean"] > 0 and row["timeline_4x10s"]["mean"] > 0
-    [point] = row["scaling"]
-    assert point["seconds"] == 10.0 and point["wall_s"] > 0, point
-    assert point["peak_rss_kib"] > 0 and point["rss_delta_kib"] >= 0
+    for model in ("kmm", "bamm", "motion-mamba"):
+        row = result["models"][model]
+        assert row["single_10s"]["mean"] > 0 and row["timeline_4x10s"]["mean"] > 0
+        [point] = row["scaling"]
+        assert point["seconds"] == 10.0 and point["wall_s"] > 0, point
+        assert point["peak_rss_kib"] > 0 and point["rss_delta_kib"] >= 0
     capsys.readouterr()
 
     files = [str(bench)] + ([str(trained / "eval.json")] if (trained / "eval.json").exists() else [])
@@ -69,6 +72,7 @@ def test_bench_and_report(trained, capsys):
     md = capsys.readouterr().out
     assert "| Model | 10 s prompt (s) | 4 × 10 s timeline (s) |" in md
     assert "| KMM (key-frame masking) | 10 s | 1 |" in md
+    assert "| BAMM (ours, from the paper) |" in md and "| Motion Mamba (ours, from the paper) |" in md
 
 
 def test_report_errors_are_one_line(tmp_path, capsys):

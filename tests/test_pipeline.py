@@ -6,15 +6,16 @@ import numpy as np
 import pytest
 
 from kmm.model.weights import WeightsError
-from kmm.pipeline import DECODER_CONTEXT_TOKENS, Pipeline, seconds_to_tokens
+from kmm.pipeline import DECODER_CONTEXT_TOKENS, GENERATOR_NAMES, Pipeline, seconds_to_tokens
 from kmm.segment import TimelineError
 
 SEGMENTS = [("walk forward", 3.0), ("turn left", 2.0), ("sit down", 4.0)]
 
 
-@pytest.fixture(scope="module")
-def pipe(tiny_bundle):
-    return Pipeline.from_pretrained(tiny_bundle, "kmm")
+@pytest.fixture(scope="module", params=GENERATOR_NAMES)
+def pipe(tiny_bundle, request):
+    """Every generator behind the same interface: KMM, its ablation, transformer, BAMM, Motion Mamba."""
+    return Pipeline.from_pretrained(tiny_bundle, request.param)
 
 
 def test_token_grid_rounding():
@@ -35,10 +36,11 @@ def test_same_seed_same_motion_other_seed_differs(pipe):
     assert not np.array_equal(a.joints, c.joints)
 
 
-def test_auto_length_uses_length_head_and_keeps_given_lengths(pipe):
+def test_auto_length_uses_the_models_length_and_keeps_given_lengths(pipe):
     out = pipe.generate([("walk forward", None), ("sit down", 2.0)], seed=0)
     n1 = out.boundaries[1]
-    assert 4 <= n1 <= 4 * pipe.generator.config.max_length_tokens
+    cap = getattr(pipe.generator.config, "max_length_tokens", pipe.generator.config.max_tokens)  # BAMM: window
+    assert 4 <= n1 <= 4 * cap
     assert out.boundaries[2] - out.boundaries[1] == 40
 
 
@@ -79,9 +81,10 @@ def test_missing_weights_folder_is_a_clear_error(tmp_path):
         Pipeline.from_pretrained(tmp_path / "nope")
 
 
-def test_cli_generate_is_deterministic(tiny_bundle, tmp_path):
+@pytest.mark.parametrize("model", ["kmm", "bamm", "motion-mamba"])
+def test_cli_generate_is_deterministic(tiny_bundle, tmp_path, model):
     cmd = [sys.executable, "-m", "kmm", "generate", "walk forward, then turn left, then sit down",
-           "--lengths", "3,2,4", "--seed", "0", "--weights", str(tiny_bundle)]
+           "--lengths", "3,2,4", "--seed", "0", "--weights", str(tiny_bundle), "--model", model]
     outs = []
     for name in ("a.npz", "b.npz"):
         r = subprocess.run(cmd + ["--out", str(tmp_path / name)], capture_output=True, text=True, timeout=300)

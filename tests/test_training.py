@@ -16,7 +16,12 @@ def test_tiny_training_losses_go_down(tiny_bundle):
         rows = _rows(tiny_bundle, name)
         assert rows and np.isfinite(rows[-1]["loss"])
         assert rows[-1]["len"] < rows[0]["len"], name        # length head learns
-    for sub in ("tokenizer", "residual", "kmm", "kmm-random", "transformer"):
+    bamm = _rows(tiny_bundle, "bamm")
+    assert bamm and bamm[-1]["loss"] < bamm[0]["loss"] and "val_acc_causal" in bamm[-1]
+    for stage in ("motion-vae", "motion-mamba"):
+        rows = _rows(tiny_bundle, stage)
+        assert rows and np.isfinite(rows[-1]["loss"]), stage
+    for sub in ("tokenizer", "residual", "kmm", "kmm-random", "transformer", "bamm", "motion-vae", "motion-mamba"):
         assert (tiny_bundle / sub / "model.safetensors").is_file()
         assert (tiny_bundle / sub / "trainer_state.json").is_file()
 

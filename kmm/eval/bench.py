@@ -24,7 +24,7 @@ import sys
 import time
 from pathlib import Path
 
-DEFAULT_MODELS = ("kmm", "transformer")
+DEFAULT_MODELS = ("kmm", "transformer", "bamm", "motion-mamba")
 SCALING_SECONDS = (10.0, 60.0, 300.0, 600.0)
 SEGMENT_SECONDS = 10.0
 PROMPTS = ("a person walks forward", "a person waves the right hand", "a person turns to the left",
@@ -221,7 +221,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--json", type=Path, default=Path("results/bench.json"))
     p.add_argument("--weights", type=Path, default=Path("assets/kmm"), help="generator bundle folder")
-    p.add_argument("--models", default=",".join(DEFAULT_MODELS), help="comma list of kmm, kmm-random, transformer")
+    p.add_argument("--models", default=",".join(DEFAULT_MODELS), help="comma list of kmm, kmm-random, transformer, bamm, motion-mamba")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--max-minutes", type=float, default=10.0, help="longest timeline of the scaling curve")
     p.add_argument("--steps", type=int, default=10, help="mask-predict steps")

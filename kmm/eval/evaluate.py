@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-DEFAULT_MODELS = ("gt", "kmm", "kmm-random", "transformer")
+DEFAULT_MODELS = ("gt", "kmm", "kmm-random", "transformer", "bamm", "motion-mamba")
 TRANSITION_WINDOW = 60   # frames around each boundary (3 s at 20 fps), FlowMDM
 METRICS = ("r_precision_top1", "r_precision_top2", "r_precision_top3", "mm_dist", "fid", "diversity",
            "multimodality", "foot_skating", "peak_jerk", "auj", "transition_fid", "ait_s")
@@ -198,9 +198,9 @@ def score_generator(pipe, evaluator, items: list[EvalItem], seeds, reference: Re
 def bundle_hashes(weights: Path, generator: str) -> dict:
     from kmm.eval.evaluator import sha256_file
 
-    files = {"generator": weights / generator / "model.safetensors",
-             "tokenizer": weights / "tokenizer" / "model.safetensors",
-             "residual": weights / "residual" / "model.safetensors",
+    decoder = {"motion-vae": weights / "motion-vae" / "model.safetensors"} if generator == "motion-mamba" else {
+        "tokenizer": weights / "tokenizer" / "model.safetensors", "residual": weights / "residual" / "model.safetensors"}
+    files = {"generator": weights / generator / "model.safetensors", **decoder,
              "normalizer": weights / "normalizer.safetensors"}
     return {k: sha256_file(p) for k, p in files.items() if p.is_file()}
 
@@ -264,7 +264,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", type=Path, default=Path("results/eval.json"), help="where to write every number")
     p.add_argument("--weights", type=Path, default=Path("assets/kmm"), help="generator bundle folder")
     p.add_argument("--evaluator", type=Path, default=Path("assets/evaluator"))
-    p.add_argument("--models", default=",".join(DEFAULT_MODELS), help="comma list of gt, kmm, kmm-random, transformer")
+    p.add_argument("--models", default=",".join(DEFAULT_MODELS), help="comma list of gt, kmm, kmm-random, transformer, bamm, motion-mamba")
     p.add_argument("--seeds", type=int, default=3, help="number of seeds (0..N-1)")
     p.add_argument("--max-texts", type=int, default=128, help="texts (clips) scored; 0 = the whole split")
     p.add_argument("--steps", type=int, default=10, help="mask-predict steps")

@@ -19,7 +19,8 @@ TRANSITION_COLUMNS = (
     ("ait_s", "AIT (s) ↓", 3),
 )
 MODEL_TITLES = {"gt": "Ground truth", "kmm": "KMM (key-frame masking)", "kmm-random": "KMM, random masking",
-                "transformer": "Transformer (MoMask-style)"}
+                "transformer": "Transformer (MoMask-style)", "bamm": "BAMM (ours, from the paper)",
+                "motion-mamba": "Motion Mamba (ours, from the paper)"}
 
 
 def fmt_value(v: dict | None, digits: int = 3) -> str:

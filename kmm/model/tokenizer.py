@@ -77,5 +77,9 @@ class MotionTokenizer(PretrainedMixin, nn.Module):
     def decode(self, codes):  # (B, T/4, Q) -> (B, T, F)
         return self.decode_latent(self.rvq.decode(codes))
 
+    @torch.no_grad()
+    def reconstruct(self, features):  # (B, T, F) -> (B, T, F) through the codes (used to measure MPJPE)
+        return self.decode(self.encode(features))
+
     def code_vectors(self, codes, layer: int):  # (...) ids of one layer -> (..., C)
         return self.rvq.layers[layer].codes_to_vectors(codes)

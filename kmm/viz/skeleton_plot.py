@@ -119,7 +119,7 @@ def _animated_figure(motions: list[tuple[str, np.ndarray]], *, fps: float, title
 
     # 2. static traces: floor grid at y = 0, root ground trajectories, names
     static: list[go.Scatter3d] = [_floor_grid(x_range, y_range, step=0.5)]
-    for name, p in motions:
+    for i, (name, p) in enumerate(motions):
         root = p[:, 0]
         static.append(go.Scatter3d(
             x=root[:, 0], y=root[:, 1], z=np.zeros(len(root)), mode="lines",
@@ -127,7 +127,8 @@ def _animated_figure(motions: list[tuple[str, np.ndarray]], *, fps: float, title
             line=dict(color=TRAJECTORY_COLOR, width=3)))
         if name and len(motions) > 1:
             static.append(go.Scatter3d(
-                x=[root[0, 0]], y=[root[0, 1]], z=[float(p[..., 2].max()) + 0.15],
+                # every other name a little higher, so names of neighbouring motions never overlap
+                x=[root[0, 0]], y=[root[0, 1]], z=[float(p[..., 2].max()) + 0.15 + 0.35 * (i % 2)],
                 mode="text", text=[name], showlegend=False, hoverinfo="skip"))
 
     # 3. animated traces: per motion one trace per limb group (left, right, spine)

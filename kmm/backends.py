@@ -1,0 +1,144 @@
+"""The three ways a loaded model turns a timeline into motion latents; `kmm.pipeline.Pipeline` drives one of them.
+
+- `MaskedBackend`: KMM and the masked baselines (kmm-random, transformer) — windowed mask-predict over base-layer
+  tokens, then the residual layers (paper §3.2 inference, §3.4).
+- `BammBackend`: BAMM — cascaded decoding (autoregressive round with [END], then bidirectional refinement),
+  then the same residual layers and tokenizer decoder.
+- `LatentBackend`: Motion Mamba — DDIM in the motion VAE's latent space, decoded by the VAE.
+Every backend works on the same grid (one code/latent per 4 frames), so timelines, windows and editing are
+shared. Models arrive loaded; no I/O here.
+
+Interface: `text(hidden, mask) -> cond`, `predict_tokens(cond, generator) -> (S,) tokens`,
+`sample(cond, seg_ids, generator, guidance, steps, temperature, fixed, fixed_mask) -> codes (N, ...)`,
+`decode(codes) -> normalised features (4N, 263)`.
+"""
+from __future__ import annotations
+
+import torch
+
+from kmm.bamm_decoding import cascaded_decode
+from kmm.sampling import guided, mask_predict, residual_layers, sample_windows
+
+
+class _TokenDecoder:
+    """Base layer -> residual layers -> tokenizer decoder (shared by the masked generators and BAMM)."""
+
+    def __init__(self, tokenizer, residual, residual_text, n_residual: int):
+        self.tokenizer, self.residual, self.residual_text = tokenizer, residual, residual_text
+        self.n_residual = n_residual
+
+    def finish(self, base, text_res, seg_ids, fixed=None, fixed_mask=None):  # base (1, N) -> codes (N, Q)
+        N = base.shape[1]
+        lengths = torch.tensor([N], device=base.device)
+        codes = residual_layers(self.residual, self.tokenizer.code_vectors, base, lengths, text_res[None], seg_ids,
+                                self.n_residual + 1,
+                                fixed=None if fixed is None else fixed[None],
+                                fixed_mask=None if fixed_mask is None else fixed_mask[None])[0]
+        unused = self.tokenizer.config.n_quantizers - codes.shape[-1]
+        if unused:  # layers the decoder should skip (code -1)
+            codes = torch.cat([codes, codes.new_full((N, unused), -1)], dim=-1)
+        return codes
+
+    def decode(self, codes):  # (N, Q) -> (4N, 263)
+        return self.tokenizer.decode(codes[None])[0]
+
+
+def _windows(window_fn, N, window, fixed, fixed_mask, empty):
+    """Runs kmm.sampling.sample_windows with a quarter-window overlap; fixed (N, ...) / fixed_mask (N,)."""
+    return sample_windows(window_fn, N, window, window // 4,
+                          fixed=None if fixed is None else fixed[None].cpu(),
+                          fixed_mask=None if fixed_mask is None else fixed_mask[None].cpu(), empty=empty)
+
+
+class MaskedBackend(_TokenDecoder):
+    def __init__(self, generator, tokenizer, residual, residual_text, n_residual: int):
+        super().__init__(tokenizer, residual, residual_text, n_residual)
+        self.generator = generator
+        self.window = generator.config.max_tokens
+
+    def text(self, hidden, mask):  # -> (fine-tuned text (S, 384), frozen text (S, 384))
+        return self.generator.encode_text(hidden, mask), self.residual_text(hidden, mask)[1]
+
+    def predict_tokens(self, cond, generator=None):  # length head, most likely class
+        return self.generator.length_logits(cond[0]).argmax(-1) + 1
+
+    def sample(self, cond, seg_ids, generator, guidance, steps, temperature, fixed=None, fixed_mask=None):
+        gen, device = self.generator, seg_ids.device
+        text = cond[0][None]                                                         # (1, S, 384)
+
+        def window_fn(start, end, fixed_w, known_w):
+            lengths = torch.tensor([end - start], device=device)
+            fn = guided(gen, lengths, text, seg_ids[:, start:end], guidance)
+            return mask_predict(fn, lengths, end - start, gen.mask_id, steps, generator,
+                                fixed=fixed_w.to(device), fixed_mask=known_w.to(device), temperature=temperature)
+
+        base = _windows(window_fn, seg_ids.shape[1], self.window, None if fixed is None else fixed[:, 0],
+                        fixed_mask, None).to(device)
+        return self.finish(base, cond[1], seg_ids, fixed, fixed_mask)
+
+
+class BammBackend(_TokenDecoder):
+    """Guidance g from the caller becomes (g + 1, g) for the two rounds: the default 3 gives the paper's 4 / 3.
+    `steps` does not apply (round 1 is one step per token, round 2 one pass)."""
+
+    def __init__(self, bamm, tokenizer, residual, residual_text, n_residual: int):
+        super().__init__(tokenizer, residual, residual_text, n_residual)
+        self.bamm = bamm
+        self.window = bamm.config.max_tokens
+
+    def text(self, hidden, mask):  # frozen sentence embedding for both (paper: frozen CLIP)
+        pooled = self.residual_text(hidden, mask)[1]
+        return pooled, pooled
+
+    def predict_tokens(self, cond, generator):  # round 1 alone, per text, until [END]
+        return torch.tensor([cascaded_decode(self.bamm, t[None, None], generator, refine=False).shape[1]
+                             for t in cond[0]])
+
+    def sample(self, cond, seg_ids, generator, guidance, steps, temperature, fixed=None, fixed_mask=None):
+        device = seg_ids.device
+        text = cond[0][None]
+
+        def window_fn(start, end, fixed_w, known_w):
+            seg = seg_ids[:, start:end]
+            seg = torch.cat([seg, seg[:, -1:]], 1)                                   # [END] slot: last segment
+            return cascaded_decode(self.bamm, text, generator, length=end - start, seg_ids=seg,
+                                   guidance=(guidance + 1.0, guidance), fixed=fixed_w.to(device),
+                                   fixed_mask=known_w.to(device), temperature=temperature)
+
+        base = _windows(window_fn, seg_ids.shape[1], self.window, None if fixed is None else fixed[:, 0],
+                        fixed_mask, None).to(device)
+        return self.finish(base, cond[1], seg_ids, fixed, fixed_mask)
+
+
+class LatentBackend:
+    """`steps` = DDIM steps; guidance s as in (1 + s)·cond − s·uncond."""
+
+    def __init__(self, vae, denoiser, text_top):
+        self.vae, self.denoiser, self.text_top = vae, denoiser, text_top
+        self.window = denoiser.config.max_tokens
+
+    def text(self, hidden, mask):
+        pooled = self.text_top(hidden, mask)[1]
+        return pooled, pooled
+
+    def predict_tokens(self, cond, generator=None):
+        return self.denoiser.length_logits(cond[0]).argmax(-1) + 1
+
+    def sample(self, cond, seg_ids, generator, guidance, steps, temperature, fixed=None, fixed_mask=None):
+        from kmm.diffusion import sample_latents
+
+        device = seg_ids.device
+        text = cond[0][None]
+        C = self.denoiser.config.latent_dim
+
+        def window_fn(start, end, fixed_w, known_w):
+            known = bool(known_w.any())
+            return sample_latents(self.denoiser, text, seg_ids[:, start:end], generator, guidance=guidance,
+                                  steps=steps, fixed=fixed_w.to(device) if known else None,
+                                  fixed_mask=known_w.to(device) if known else None).cpu()
+
+        N = seg_ids.shape[1]
+        return _windows(window_fn, N, self.window, fixed, fixed_mask, torch.zeros(1, N, C))[0].to(device)
+
+    def decode(self, latents):  # (N, C) -> (4N, 263)
+        return self.vae.decode(latents[None])[0]
