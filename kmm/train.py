@@ -167,6 +167,25 @@ def load_checkpoint(stage_dir: Path, model, optimizer) -> int:
     return int(json.loads(state_path.read_text())["step"])
 
 
+def window_corpus(train: Corpus, normalizer: Normalizer, window: int) -> Corpus:
+    """The normalised training clips that hold at least one window of `window` frames."""
+    normed = [normalizer.normalize(f) for f in train.features]
+    keep = [i for i, f in enumerate(normed) if len(f) >= window]
+    if not keep:
+        raise ValueError(f"no training clip has the {window} frames of a training window")
+    return Corpus([train.ids[i] for i in keep], [normed[i] for i in keep], [])
+
+
+def window_batch(usable: Corpus, n: int, window: int, rng: np.random.Generator):  # -> (n, window, F)
+    """n random windows, clips drawn ∝ √length."""
+    batch = []
+    for i in _sample_clips(usable, n, rng):
+        f = usable.features[i]
+        s = int(rng.integers(0, len(f) - window + 1))
+        batch.append(f[s:s + window])
+    return torch.from_numpy(np.stack(batch))
+
+
 def _sample_clips(corpus: Corpus, n: int, rng: np.random.Generator, min_frames: int = 1):
     lengths = np.array([len(f) for f in corpus.features], dtype=np.float64)
     p = np.sqrt(lengths) / np.sqrt(lengths).sum()  # longer clips a little more often
@@ -221,20 +240,13 @@ def train_tokenizer(train: Corpus, val: Corpus, normalizer: Normalizer, recipe: 
     stage = out / "tokenizer"
     start = load_checkpoint(stage, model, opt)
     sched = scheduler(opt, recipe.warmup, recipe.tokenizer_steps, start)
-    normed = [normalizer.normalize(f) for f in train.features]
     W = recipe.tokenizer_window
-    usable = Corpus([i for i, f in zip(train.ids, normed) if len(f) >= W], [f for f in normed if len(f) >= W], [])
+    usable = window_corpus(train, normalizer, W)
     model.train()
     bar = tqdm(range(start, recipe.tokenizer_steps), desc="tokenizer", mininterval=10, initial=start,
                total=recipe.tokenizer_steps)
     for step in bar:
-        idx = _sample_clips(usable, recipe.tokenizer_batch, rng)
-        batch = []
-        for i in idx:
-            f = usable.features[i]
-            s = int(rng.integers(0, len(f) - W + 1))
-            batch.append(f[s:s + W])
-        x = torch.from_numpy(np.stack(batch))
+        x = window_batch(usable, recipe.tokenizer_batch, W, rng)
         loss, parts = tokenizer_loss(model, x)
         optimizer_step(opt, sched, loss, model.parameters())
         if (step + 1) % recipe.steps_per_check == 0 or step + 1 == recipe.tokenizer_steps:
@@ -386,10 +398,15 @@ def train_generator(name: str, tc: TokenCorpus, tc_val: TokenCorpus, tokenizer: 
 
 
 def _sample_clips_tokens(tc: TokenCorpus, n: int, rng):
-    """n clips; drawn as 3n candidates sorted by length, one third kept, so batches pad less (scan cost ∝ T)."""
-    lengths = np.array([len(c) for c in tc.codes], dtype=np.float64)
+    return sample_by_length([len(c) for c in tc.codes], n, rng)
+
+
+def sample_by_length(lengths, n: int, rng: np.random.Generator):
+    """n clip indices (∝ √length); drawn as 3n candidates sorted by length, one third kept, so batches pad less
+    (scan cost ∝ T)."""
+    lengths = np.asarray(lengths, dtype=np.float64)
     p = np.sqrt(lengths) / np.sqrt(lengths).sum()
-    cand = rng.choice(len(tc.codes), size=3 * n, p=p)
+    cand = rng.choice(len(lengths), size=3 * n, p=p)
     cand = cand[np.argsort(lengths[cand], kind="stable")]
     k = int(rng.integers(3))
     return cand[k * n:(k + 1) * n]

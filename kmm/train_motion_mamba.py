@@ -23,10 +23,10 @@ from kmm.diffusion import prediction_target, q_sample, scaled_linear_alphas_cump
 from kmm.masking import valid_mask
 from kmm.model.motion_mamba import MotionMambaDenoiser
 from kmm.model.motion_vae import MotionVAE, kl_divergence
-from kmm.motion.features import Normalizer, features_to_joints
+from kmm.motion.features import Normalizer
 from kmm.motion.skeleton import FEATURE_SLICES
-from kmm.train import (Recipe, TextBatcher, _sample_clips, frozen_text_top, load_checkpoint, optimizer_step,
-                       save_checkpoint, scheduler, tokenizer_mpjpe_mm)
+from kmm.train import (Recipe, TextBatcher, frozen_text_top, load_checkpoint, optimizer_step, sample_by_length,
+                       save_checkpoint, scheduler, tokenizer_mpjpe_mm, window_batch, window_corpus)
 
 
 # --- stage 1: motion VAE ----------------------------------------------------------------------------
@@ -53,22 +53,13 @@ def train_motion_vae(train: Corpus, val: Corpus, normalizer: Normalizer, recipe:
     start = load_checkpoint(stage, model, opt)
     sched = scheduler(opt, recipe.warmup, recipe.vae_steps, start)
     W = recipe.tokenizer_window
-    normed = [normalizer.normalize(f) for f in train.features]
-    usable = Corpus([i for i, f in zip(train.ids, normed) if len(f) >= W], [f for f in normed if len(f) >= W], [])
-    if not len(usable):
-        raise ValueError(f"no training clip has the {W} frames of a VAE window")
+    usable = window_corpus(train, normalizer, W)
     model.train()
     bar = tqdm(range(start, recipe.vae_steps), desc="motion-vae", mininterval=10, initial=start,
                total=recipe.vae_steps)
     for step in bar:
         # 1. a batch of random windows
-        idx = _sample_clips(usable, recipe.vae_batch, rng)
-        batch = []
-        for i in idx:
-            f = usable.features[i]
-            s = int(rng.integers(0, len(f) - W + 1))
-            batch.append(f[s:s + W])
-        x = torch.from_numpy(np.stack(batch))
+        x = window_batch(usable, recipe.vae_batch, W, rng)
         # 2. reconstruction + KL
         loss, parts = vae_loss(model, x, g)
         optimizer_step(opt, sched, loss, model.parameters())
@@ -115,16 +106,6 @@ def latent_batch(latents: list[torch.Tensor], idx, max_tokens: int, rng: np.rand
     for b, z in enumerate(crops):
         out[b, :len(z)] = z
     return out, lengths, torch.tensor(full)
-
-
-def _sample_by_length(latents: list[torch.Tensor], n: int, rng: np.random.Generator):
-    """n clips (∝ √length); 3n candidates sorted by length, one third kept, so batches pad less."""
-    lengths = np.array([len(z) for z in latents], dtype=np.float64)
-    p = np.sqrt(lengths) / np.sqrt(lengths).sum()
-    cand = rng.choice(len(latents), size=3 * n, p=p)
-    cand = cand[np.argsort(lengths[cand], kind="stable")]
-    k = int(rng.integers(3))
-    return cand[k * n:(k + 1) * n]
 
 
 def denoiser_loss(model: MotionMambaDenoiser, z0, lengths, full_lengths, pooled, alphas_cumprod,
@@ -223,7 +204,7 @@ def train_motion_mamba(train: Corpus, val: Corpus, vae: MotionVAE, normalizer: N
                total=recipe.motion_mamba_steps)
     for step in bar:
         # 3. a batch of latent windows with paraphrased captions
-        idx = _sample_by_length(latents, recipe.motion_mamba_batch, rng)
+        idx = sample_by_length([len(z) for z in latents], recipe.motion_mamba_batch, rng)
         z0, lengths, full = latent_batch(latents, idx, cfg.max_tokens, rng)
         pooled = encode_text([picker.pick(train.captions[i]) for i in idx])
         # 4. diffusion loss + length head

@@ -5,7 +5,6 @@ import dataclasses
 import json
 
 import numpy as np
-import pytest
 import torch
 
 from kmm.config import MotionMambaConfig, MotionVAEConfig, TextConfig

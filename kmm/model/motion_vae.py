@@ -17,7 +17,7 @@ from einops import rearrange
 from torch import nn
 
 from kmm.config import MotionVAEConfig
-from kmm.model.tokenizer import _res_stack
+from kmm.model.tokenizer import conv_decoder, conv_encoder
 from kmm.model.weights import PretrainedMixin
 
 
@@ -28,19 +28,11 @@ class MotionVAE(PretrainedMixin, nn.Module):
         super().__init__()
         self.config = c = config
         W = c.width
-        enc = [nn.Conv1d(c.feature_dim, W, 3, padding=1), nn.ReLU()]
-        for _ in range(c.n_down):
-            enc += [nn.Conv1d(W, W, 4, stride=2, padding=1), *_res_stack(W, c.res_depth)]
-        self.encoder = nn.Sequential(*enc)
+        self.encoder = nn.Sequential(*conv_encoder(c.feature_dim, W, c.n_down, c.res_depth))
         # posterior heads: mean and log-variance of q(z | x), one Gaussian per latent step
         self.to_mu = nn.Conv1d(W, c.latent_dim, 3, padding=1)
         self.to_logvar = nn.Conv1d(W, c.latent_dim, 3, padding=1)
-        dec = [nn.Conv1d(c.latent_dim, W, 3, padding=1), nn.ReLU()]
-        for _ in range(c.n_down):
-            dec += [*_res_stack(W, c.res_depth), nn.Upsample(scale_factor=2, mode="nearest"),
-                    nn.Conv1d(W, W, 3, padding=1)]
-        dec += [nn.Conv1d(W, W, 3, padding=1), nn.ReLU(), nn.Conv1d(W, c.feature_dim, 3, padding=1)]
-        self.decoder = nn.Sequential(*dec)
+        self.decoder = nn.Sequential(*conv_decoder(c.latent_dim, W, c.n_down, c.res_depth, c.feature_dim))
 
     @property
     def downsample(self) -> int:

@@ -30,6 +30,23 @@ def _res_stack(width: int, depth: int) -> list[nn.Module]:
     return [ResBlock(width, 3 ** i) for i in range(depth)]
 
 
+def conv_encoder(in_dim: int, width: int, n_down: int, depth: int) -> list[nn.Module]:
+    """Layers (B, in_dim, T) -> (B, width, T / 2**n_down): strided convolutions + dilated residual stacks."""
+    layers = [nn.Conv1d(in_dim, width, 3, padding=1), nn.ReLU()]
+    for _ in range(n_down):
+        layers += [nn.Conv1d(width, width, 4, stride=2, padding=1), *_res_stack(width, depth)]
+    return layers
+
+
+def conv_decoder(latent_dim: int, width: int, n_down: int, depth: int, out_dim: int) -> list[nn.Module]:
+    """Layers (B, latent_dim, N) -> (B, out_dim, N · 2**n_down): the encoder's mirror with nearest upsampling."""
+    layers = [nn.Conv1d(latent_dim, width, 3, padding=1), nn.ReLU()]
+    for _ in range(n_down):
+        layers += [*_res_stack(width, depth), nn.Upsample(scale_factor=2, mode="nearest"),
+                   nn.Conv1d(width, width, 3, padding=1)]
+    return layers + [nn.Conv1d(width, width, 3, padding=1), nn.ReLU(), nn.Conv1d(width, out_dim, 3, padding=1)]
+
+
 class MotionTokenizer(PretrainedMixin, nn.Module):
     config_class = TokenizerConfig
 
@@ -37,17 +54,9 @@ class MotionTokenizer(PretrainedMixin, nn.Module):
         super().__init__()
         self.config = c = config
         W = c.width
-        enc = [nn.Conv1d(c.feature_dim, W, 3, padding=1), nn.ReLU()]
-        for _ in range(c.n_down):
-            enc += [nn.Conv1d(W, W, 4, stride=2, padding=1), *_res_stack(W, c.res_depth)]
-        enc += [nn.Conv1d(W, c.code_dim, 3, padding=1)]
-        self.encoder = nn.Sequential(*enc)
-        dec = [nn.Conv1d(c.code_dim, W, 3, padding=1), nn.ReLU()]
-        for _ in range(c.n_down):
-            dec += [*_res_stack(W, c.res_depth), nn.Upsample(scale_factor=2, mode="nearest"),
-                    nn.Conv1d(W, W, 3, padding=1)]
-        dec += [nn.Conv1d(W, W, 3, padding=1), nn.ReLU(), nn.Conv1d(W, c.feature_dim, 3, padding=1)]
-        self.decoder = nn.Sequential(*dec)
+        self.encoder = nn.Sequential(*conv_encoder(c.feature_dim, W, c.n_down, c.res_depth),
+                                     nn.Conv1d(W, c.code_dim, 3, padding=1))
+        self.decoder = nn.Sequential(*conv_decoder(c.code_dim, W, c.n_down, c.res_depth, c.feature_dim))
         self.rvq = ResidualVQ(c.n_quantizers, c.n_codes, c.code_dim, c.quantizer_dropout, c.ema_decay)
 
     @property
