@@ -60,7 +60,8 @@ def _settings_inputs():
             seed = gr.Number(label="Seed", value=0, precision=0, minimum=0, maximum=logic.MAX_SEED)
             guidance = gr.Slider(logic.MIN_GUIDANCE, logic.MAX_GUIDANCE, value=3.0, step=0.5,
                                  label="Guidance (classifier-free)")
-            steps = gr.Slider(logic.MIN_STEPS, logic.MAX_STEPS, value=10, step=1, label="Decoding steps")
+            steps = gr.Slider(logic.MIN_STEPS, logic.MAX_STEPS, value=10, step=1, label="Decoding steps",
+                              info="mask-predict steps; DDIM steps for Motion Mamba; BAMM decodes token by token")
             model = gr.Dropdown([(label, name) for name, label in logic.MODEL_LABELS.items()],
                                 value=logic.DEFAULT_MODEL, label="Model")
     return seed, guidance, steps, model

@@ -214,9 +214,12 @@ the channel groups in both directions), attention at the bottleneck, classifier-
 Departures from the paper: one {v.get('latent_dim')}-d latent per 4 frames (MLD/Motion Mamba: a single
 clip-level latent) so that timelines, long windows and editing share our grid; a length head (the paper takes
 the length as given); frozen MiniLM instead of frozen CLIP; CPU scale ({c.get('d_model')} wide,
-{c.get('diffusion_steps')} training noise levels, 10 DDIM steps by default); the VAE gets the tokenizer's step
-budget and the denoiser the generators'.""")
-    return "\n\n".join(parts) if len(parts) > 1 else ""
+{c.get('diffusion_steps')} training noise levels, 10 DDIM steps by default); a level's HTM scans are stacked
+bidirectional Mamba blocks (the paper runs them side by side in one block); the U-Net's way up is lighter than
+its way down (one bidirectional scan per level, no BSM), which halves the CPU step time; MLD's scaled-linear
+noise schedule; the timestep and text conditioning is added at the input and again in every HTM block. The VAE
+gets the tokenizer's step budget and the denoiser the generators'.""")
+    return "\n\n".join(parts) + "\n" if len(parts) > 1 else ""
 
 
 def write_card(bundle: Path, run: Path, dataset, numbers: dict, command: str, note: str = "") -> Path:

@@ -113,7 +113,7 @@ def _animated_figure(motions: list[tuple[str, np.ndarray]], *, fps: float, title
     margin = 0.3
     x_range = (float(lo[0] - margin), float(hi[0] + margin))
     y_range = (float(lo[1] - margin), float(hi[1] + margin))
-    z_range = (float(min(lo[2], 0.0) - 0.05), float(hi[2] + margin))
+    z_range = (float(min(lo[2], 0.0) - 0.05), float(hi[2] + margin + (0.4 if len(motions) > 2 else 0.0)))  # names
     spans = np.array([x_range[1] - x_range[0], y_range[1] - y_range[0], z_range[1] - z_range[0]])
     aspect = spans / spans.max()
 
