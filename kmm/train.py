@@ -441,7 +441,7 @@ def bamm_batch(tc: TokenCorpus, idx, max_tokens: int, rng: np.random.Generator):
 
 
 def bamm_step(model: Bamm, tokens, lengths, ends, pooled, g: torch.Generator, causal_prob: float | None = None,
-              ratio=None):
+              ratio=None, cond_drop: float | None = None):
     """One BAMM loss. tokens (B, T), lengths (B,), ends (B,) bool, pooled (B, 384) frozen text.
 
     1. per clip: unidirectional mask with probability causal_prob, else bidirectional with 50-100% of the
@@ -469,7 +469,7 @@ def bamm_step(model: Bamm, tokens, lengths, ends, pooled, g: torch.Generator, ca
     predict = torch.cat([valid & ~known, pad], 1)
     predict[rows, lengths] = ends
     # 3.
-    drop = torch.rand(B, generator=g) < c.cond_drop
+    drop = torch.rand(B, generator=g) < (c.cond_drop if cond_drop is None else cond_drop)
     seg_ids = torch.zeros(B, T + 1, dtype=torch.long)
     logits = model(tokens, unmasked, lengths, pooled[:, None, :], seg_ids, drop)         # (B, T+1, K+1)
     loss = F.cross_entropy(logits[predict], target[predict])
@@ -489,10 +489,8 @@ def bamm_val(model: Bamm, tc_val: TokenCorpus, text_top, backbone) -> dict:
     out = {}
     for name, p in (("causal", 1.0), ("bidir", 0.0)):
         g = torch.Generator().manual_seed(123)
-        model_cond_drop, model.config.cond_drop = model.config.cond_drop, 0.0
         _, parts = bamm_step(model, tokens, lengths, ends, pooled, g, causal_prob=p,
-                             ratio=torch.full((len(idx),), 0.5))
-        model.config.cond_drop = model_cond_drop
+                             ratio=torch.full((len(idx),), 0.5), cond_drop=0.0)
         out[f"val_acc_{name}"] = round(parts["acc"], 4)
         out[f"val_nll_{name}"] = round(parts["tok"], 4)
     model.train()
