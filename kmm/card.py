@@ -48,12 +48,13 @@ def held_out_numbers(bundle: Path, dataset, split: str = "test") -> dict:
     from kmm.train import Recipe, generator_val, tokenize_corpus, tokenizer_mpjpe_mm
 
     corpus = build_corpus(dataset, split, mirror=False)
+    text_corpus = corpus.text_items()                   # captioned parts (HumanML3D segments where known)
     pipe = Pipeline.from_pretrained(bundle, "kmm")
     tok: MotionTokenizer = pipe.tokenizer
-    out = {"split": split, "clips": len(corpus),
+    out = {"split": split, "clips": len(corpus), "text_items": len(text_corpus),
            "tokenizer_mpjpe_mm": round(tokenizer_mpjpe_mm(tok, pipe.normalizer, corpus), 2),
            "tokenizer_local_mpjpe_mm": round(tokenizer_mpjpe_mm(tok, pipe.normalizer, corpus, root_relative=True), 2)}
-    tc = tokenize_corpus(tok, pipe.normalizer, corpus)
+    tc = tokenize_corpus(tok, pipe.normalizer, text_corpus)
     backbone = shared_backbone(None, pipe.generator.config.text.max_tokens)
     for name in ("kmm", "kmm-random", "transformer"):
         if not (bundle / name).is_dir():
@@ -64,17 +65,45 @@ def held_out_numbers(bundle: Path, dataset, split: str = "test") -> dict:
                      "length_mae_s": round(val["val_len_err_tokens"] * 4 / 20, 2),
                      "params_m": round(sum(p.numel() for p in gen.parameters()) / 1e6, 2)}
         gen.train(False)
-    out.update(baseline_numbers(bundle, corpus, tc, backbone))
-    val_split = "val" if "val" in dataset.splits else split
-    val_sweep = residual_layer_sweep(pipe, build_corpus(dataset, val_split, mirror=False))
-    best = min((k for k in val_sweep if k != "true"), key=lambda k: val_sweep[k])
-    (bundle / "pipeline.json").write_text(json.dumps({"residual_layers": int(best), "chosen_on": val_split,
-                                                      "val_pose_mpjpe_mm": val_sweep}, indent=2) + "\n")
-    out["residual_sweep"] = {"chosen_layers": int(best), "chosen_on": val_split, "val": val_sweep,
-                             split: residual_layer_sweep(pipe, corpus)}
+    out.update(baseline_numbers(bundle, text_corpus, tc, backbone))
+    if pipe.residual is not None:
+        val_split = "val" if "val" in dataset.splits else split
+        val_sweep = residual_layer_sweep(pipe, build_corpus(dataset, val_split, mirror=False).text_items())
+        best = min((k for k in val_sweep if k != "true"), key=lambda k: val_sweep[k])
+        (bundle / "pipeline.json").write_text(json.dumps({"residual_layers": int(best), "chosen_on": val_split,
+                                                          "val_pose_mpjpe_mm": val_sweep}, indent=2) + "\n")
+        out["residual_sweep"] = {"chosen_layers": int(best), "chosen_on": val_split, "val": val_sweep,
+                                 split: residual_layer_sweep(pipe, text_corpus)}
+        out["residual_params_m"] = round(sum(p.numel() for p in pipe.residual.parameters()) / 1e6, 2)
+    else:
+        (bundle / "pipeline.json").write_text(json.dumps({"residual_layers": 0}, indent=2) + "\n")
     out["tokenizer_params_m"] = round(sum(p.numel() for p in tok.parameters()) / 1e6, 2)
-    out["residual_params_m"] = round(sum(p.numel() for p in pipe.residual.parameters()) / 1e6, 2)
     return out
+
+
+def data_table(dataset) -> tuple[str, dict]:
+    """Markdown table of the training data (train split per folder: clips, hours, distinct captions, clips left
+    out of text-conditioned training) and its numbers."""
+    from kmm.motion.skeleton import FPS
+
+    rows, nums = [], {}
+    for source in dict.fromkeys(c.source for c in dataset.clips()):
+        clips = [c for c in dataset.clips("train") if c.source == source]
+        held = [c for c in dataset.clips() if c.source == source and c.split != "train"]
+        hours = sum(c.n_frames for c in clips) / FPS / 3600
+        labels = {x for c in clips for x in (c.labels or c.captions)}
+        sentences = {x for c in clips for x in c.captions}
+        no_text = sum(1 for c in clips if not c.captions)
+        segs = sum(len(c.segments) for c in clips)
+        nums[source] = {"train_clips": len(clips), "train_hours": round(hours, 2), "labels": len(labels),
+                        "sentences": len(sentences), "no_text_clips": no_text, "segments": segs,
+                        "held_out_clips": len(held)}
+        rows.append(f"| `{source}` | {len(clips):,} | {hours:.2f} | {len(labels):,} | {len(sentences):,} | "
+                    f"{no_text} | {segs:,} | {len(held):,} |")
+    table = ("| folder | train clips | hours | distinct captions (as given) | distinct sentences (after "
+             "`kmm.captions`) | clips without usable text | HumanML3D segments | held-out clips (val + test) |\n"
+             "|---|---|---|---|---|---|---|---|\n" + "\n".join(rows))
+    return table, nums
 
 
 def _length_mae_s(pipe, texts: list[str], seconds: list[float]) -> float:
@@ -225,7 +254,7 @@ gets the tokenizer's step budget and the denoiser the generators'.""")
 def write_card(bundle: Path, run: Path, dataset, numbers: dict, command: str, note: str = "") -> Path:
     recipe = json.loads((run / "recipe.json").read_text())
     logs = _wall_times(run)
-    summary = dataset.summary()
+    table, data_nums = data_table(dataset)
     w = logs["wall_s"]
     gen_rows = "\n".join(
         f"| `{n}` | {d} | {numbers[n]['params_m']} M | {recipe['generator_steps']} × {recipe['generator_batch']} | "
@@ -234,6 +263,13 @@ def write_card(bundle: Path, run: Path, dataset, numbers: dict, command: str, no
                      ("kmm-random", "bidirectional Mamba, random masking (ablation)"),
                      ("transformer", "masked transformer (MoMask-style baseline)")) if n in numbers)
     total_min = sum(v for k, v in w.items() if k in MODELS) / 60
+    residual = ""
+    if "residual_sweep" in numbers:
+        residual = (f"Residual layers at inference: {numbers['residual_sweep']['chosen_layers']} (chosen on "
+                    f"{numbers['residual_sweep']['chosen_on']}, `pipeline.json`).\n")
+    else:
+        residual = ("No residual-layer predictor in this bundle: in round 1 it made decoding worse on the val split "
+                    "(base layer only: best), so the pipeline decodes the base layer (`pipeline.json`).\n")
     card = f"""---
 license: cc-by-nc-4.0
 library_name: kmm
@@ -242,11 +278,11 @@ tags: [motion-generation, text-to-motion, mamba, masked-modeling]
 ---
 # KMM (Key Frame Mask Mamba) — CPU-trained weights
 
-First open weights for *KMM: Key Frame Mask Mamba for Extended Motion Generation* (Zhang et al.,
+Open weights for *KMM: Key Frame Mask Mamba for Extended Motion Generation* (Zhang et al.,
 arXiv 2411.06481), trained from scratch by this project on a 2-core CPU. The paper released no code or
 weights; every choice it leaves open is listed below and in each `config.json`.
 
-**Licence: CC BY-NC 4.0 — non-commercial use only**, because most of the training data (Bandai Namco
+**Licence: CC BY-NC 4.0 — non-commercial use only**, because part of the training data (Bandai Namco
 Research motion datasets) is CC BY-NC 4.0.
 Credits: {CREDIT_BANDAI} {CREDIT_CMU}
 
@@ -259,46 +295,45 @@ Credits: {CREDIT_BANDAI} {CREDIT_CMU}
 | `transformer/` | masked-transformer baseline on the same tokenizer, same budget |
 | `bamm/` | BAMM baseline (bidirectional autoregressive masked transformer) on the same tokenizer, same budget |
 | `motion-vae/`, `motion-mamba/` | Motion Mamba baseline: motion VAE + latent diffusion denoiser (HTM + BSM blocks) |
-| `residual/` | residual-layer predictor shared by the token generators ({numbers['residual_params_m']} M) |
 | `normalizer.safetensors` | feature mean/std of the training split |
+| `vocabulary.json`, `vocabulary.safetensors` | the training sentences grouped by action, with their text embeddings (the app's "what the model understood") |
 
-## Data and split
-Trained on the **train** split of every folder under `../shared/data` (mirrored copies added, captions
-mirrored left↔right, light paraphrases); numbers below are on the held-out **{numbers['split']}** split
-({numbers['clips']} clips), which no model saw in training.
-```
-{summary}
-```
+## Training data
+The **train** split of `bandai-namco-motion` and `cmu-desc` (`cmu-desc-s01-07` holds 60 trials of `cmu-desc` and is
+not used, so every trial counts once), mirrored left↔right with mirrored captions.
+
+{table}
+
+- **One skeleton** (`kmm/motion/retarget.py`): every clip is brought onto one rest skeleton (the Bandai Namco actors'
+  median bones) by IK with the clip's own bones, then FK with the fixed bones; the root path is scaled by the
+  ratio of pelvis heights above the feet. Generated motion comes out on the same skeleton.
+- **Captions people would type** (`kmm/captions.py`): CMU's labels become sentences ("JumpForward" → "a person
+  jumps forward"); labels with no motion information ("Alaskan vacation", "clean", "12.5lb", two-person role
+  descriptions) are dropped from text-conditioned training (the clips still train the tokenizer); training
+  adds light paraphrases (`kmm/text_aug.py`).
+- **Long trials**: a CMU trial with HumanML3D segments gives one text item per segment (the ≤ 10-s part HumanML3D's
+  annotators described) with the trial's caption; other clips are cropped at random to the 64-token window.
+- Numbers below are on the held-out **{numbers['split']}** split ({numbers['clips']} clips), which no model saw in training.
 
 ## Training (this run)
-Command: `{command}` (then `python -m kmm export-weights --run runs/kmm --out assets/kmm`).
-Machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads visible, torch {torch.__version__}, CPU only.
+Command: `{command}` (then `python -m kmm export-weights --run RUN --out assets/kmm`).
+Machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, CPU only; stages ran as
+parallel one-thread processes.
 
 | stage | steps × batch | wall time |
 |---|---|---|
-| tokenizer | {recipe['tokenizer_steps']} × {recipe['tokenizer_batch']} windows of {recipe['tokenizer_window']} frames | {w.get('tokenizer', float('nan')) / 60:.1f} min |
-| residual predictor | {recipe['residual_steps']} × {recipe['residual_batch']} | {w.get('residual', float('nan')) / 60:.1f} min |
+| tokenizer | {recipe['tokenizer_steps']} × {recipe['tokenizer_batch']} windows of {recipe['tokenizer_window']} frames, root-path loss weight {recipe.get('root_weight', 0)} | {w.get('tokenizer', float('nan')) / 60:.1f} min |
 
 | generator | architecture | parameters | steps × batch | wall time | held-out masked-token acc. (ratio 0.5) | length head MAE |
 |---|---|---|---|---|---|---|
 {gen_rows}
 
-Stages ran partly in parallel (one thread each); summed stage time {total_min:.0f} min (wall times from the
-timestamps in `train_log.jsonl`, which is shipped here).
+Summed stage time {total_min:.0f} min (wall times from the timestamps in `train_log.jsonl`, which is shipped here).
 {note}
 Tokenizer reconstruction on the held-out split: **MPJPE {numbers['tokenizer_mpjpe_mm']} mm** with the root
 trajectory integrated over whole clips (drift included), **{numbers['tokenizer_local_mpjpe_mm']} mm** for the body pose
 relative to the pelvis.
-
-Residual layers at inference: the number of
-predicted residual layers used by the pipeline was chosen on the {numbers['residual_sweep']['chosen_on']} split
-(`pipeline.json`: **{numbers['residual_sweep']['chosen_layers']}**). Root-relative pose error when the true base layer is
-decoded with k predicted residual layers (k = 0: base layer only; "true": all true layers):
-
-| k | {' | '.join(k for k in numbers['residual_sweep'][numbers['split']])} |
-|---|{'---|' * len(numbers['residual_sweep'][numbers['split']])}
-| {numbers['split']} MPJPE (mm) | {' | '.join(str(v) for v in numbers['residual_sweep'][numbers['split']].values())} |
-
+{residual}
 {baseline_section(numbers, recipe, w)}
 ## Choices the paper leaves open (ours)
 - Text encoder: all-MiniLM-L6-v2 (CLIP is not obtainable offline here); only its last layer is fine-tuned.
@@ -311,18 +346,18 @@ decoded with k predicted residual layers (k = 0: base layer only; "true": all tr
 - Contrastive alignment: λ = {recipe['generator']['contrastive_weight']}, motion side = MLP + mean over ground-truth
   token embeddings; identical captions are not used as negatives.
 - Training window {recipe['generator']['max_tokens']} tokens ({recipe['generator']['max_tokens'] * 4 / 20:.1f} s);
-  longer timelines are generated in overlapping windows.
+  longer timelines are generated in overlapping windows. The length head learns only from items that fit its range.
 
 ## Known limits
-- Small data (3.8 h) with template captions built from action/style labels: the vocabulary is mostly
-  locomotion, hand raising/waving, bows and a few gestures, plus CMU's short trial descriptions. Prompts
-  outside that vocabulary have not been measured and should not be expected to work well.
-- No multi-action training sequences exist in the data: transitions between segments are written by the
-  bidirectional model from single-action clips.
-- CPU-sized models trained for minutes, not days: expect visibly lower quality than published GPU models.
+- CMU's captions are short labels, one per trial; a trial often holds more than its label says.
+- No multi-action training sequences with annotated transitions exist in the data: transitions between segments
+  are written by the bidirectional model from single-action clips.
+- CPU-sized models trained for tens of minutes, not days: expect visibly lower quality than published GPU models.
+  See README's breadth table for which common actions the model does and does not do.
 """
     path = bundle / "README.md"
     path.write_text(card)
-    (bundle / "metrics.json").write_text(json.dumps({"held_out": numbers, "train_log_last": logs["last"],
-                                                      "wall_s": w, "written": time.strftime("%Y-%m-%d")}, indent=2) + "\n")
+    (bundle / "metrics.json").write_text(json.dumps({"held_out": numbers, "data": data_nums,
+                                                      "train_log_last": logs["last"], "wall_s": w,
+                                                      "written": time.strftime("%Y-%m-%d")}, indent=2) + "\n")
     return path

@@ -36,6 +36,8 @@ class Clip:
     captions: list[str]
     split: str
     source: str  # dataset folder name
+    segments: list[tuple[int, int]] = field(default_factory=list)  # HumanML3D (start, end) frames, if known
+    labels: list[str] = field(default_factory=list)  # the folder's own captions, verbatim (prepared clips)
 
     @property
     def n_frames(self) -> int:
@@ -97,7 +99,8 @@ def resolve_data_dirs(spec: str | None = None) -> list[Path]:
     """Dataset folders named by `spec` (comma or os.pathsep separated).
 
     Each entry is a dataset folder (has motions.npz) or a parent whose immediate subfolders are
-    datasets; from a parent, `*-mini` folders are skipped (they are subsets of another folder).
+    datasets; from a parent, subset folders are skipped: `*-mini` folders, and `<name>-<suffix>` when `<name>`
+    is there too (`cmu-desc-s01-07` holds 60 trials of `cmu-desc`: never train on both).
     spec None → env KMM_DATA, else `<repo>/../shared/data`.
     """
     if spec is None:
@@ -116,6 +119,8 @@ def resolve_data_dirs(spec: str | None = None) -> list[Path]:
         children = sorted(d for d in path.iterdir()
                           if d.is_dir() and (d / "motions.npz").exists()
                           and not d.name.endswith("-mini"))
+        names = {d.name for d in children}
+        children = [d for d in children if not any(d.name.startswith(n + "-") for n in names)]
         if not children:
             raise DataError(f"{path}: neither a dataset folder (no motions.npz) "
                             "nor a parent of dataset folders")
@@ -123,8 +128,15 @@ def resolve_data_dirs(spec: str | None = None) -> list[Path]:
     return list(dict.fromkeys(d.resolve() for d in dirs))
 
 
-def load_dataset(dirs: str | Path | Iterable[str | Path] | None = None) -> MotionDataset:
-    """Load and validate one or several dataset folders (a str is resolved as a spec)."""
+def load_dataset(dirs: str | Path | Iterable[str | Path] | None = None, *, prepare: bool = True,
+                 cache_dir: Path | None = REPO_ROOT / ".cache") -> MotionDataset:
+    """Load and validate one or several dataset folders (a str is resolved as a spec).
+
+    prepare=True (what training, evaluation and the app use): every clip on the one skeleton
+    (`kmm.motion.retarget`, cached under `cache_dir` per folder) and its captions as sentences
+    (`kmm.captions.describe`; uninformative labels dropped, so `captions` may be empty; `labels` keeps the
+    originals). prepare=False gives the folder's data verbatim (`data check`, `export`).
+    """
     if dirs is None or isinstance(dirs, str):
         dirs = resolve_data_dirs(dirs)
     elif isinstance(dirs, Path):
@@ -132,13 +144,50 @@ def load_dataset(dirs: str | Path | Iterable[str | Path] | None = None) -> Motio
     dataset = MotionDataset(dirs=[Path(d) for d in dirs])
     owner: dict[str, Path] = {}
     for folder in dataset.dirs:
-        for clip in _load_folder(folder):
+        clips = _load_folder(folder)
+        if prepare:
+            clips = _prepare(folder, clips, cache_dir)
+        for clip in clips:
             if clip.id in owner:
                 raise DataError(f"{folder / 'motions.npz'}: clip id {clip.id!r} also in "
                                 f"{owner[clip.id] / 'motions.npz'}")
             owner[clip.id] = folder
             dataset._clips[clip.id] = clip
     return dataset
+
+
+def _prepare(folder: Path, clips: list[Clip], cache_dir: Path | None) -> list[Clip]:
+    """Clips on the one skeleton with sentence captions (see load_dataset); retargeted joints cached."""
+    import hashlib
+
+    from kmm.captions import describe
+    from kmm.motion import retarget
+
+    cache = None
+    if cache_dir is not None:
+        h = hashlib.sha1()
+        st = (folder / "motions.npz").stat()
+        h.update(f"{folder.resolve()}:{st.st_size}:{int(st.st_mtime)}".encode())
+        for mod in (retarget, retarget.ik):
+            h.update(Path(mod.__file__).read_bytes())
+        cache = Path(cache_dir) / f"prepared-{folder.name}-{h.hexdigest()[:12]}.npz"
+    joints: dict[str, np.ndarray] = {}
+    if cache is not None and cache.is_file():
+        with np.load(cache, allow_pickle=False) as z:
+            joints = {k: z[k] for k in z.files}
+    if set(joints) != {c.id for c in clips}:
+        joints = {c.id: retarget.retarget(c.joints) for c in clips}
+        if cache is not None:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cache.with_suffix(".tmp.npz")
+            np.savez(tmp, **joints)
+            tmp.replace(cache)
+    out = []
+    for c in clips:
+        sentences = list(dict.fromkeys(s for s in (describe(x) for x in c.captions) if s))
+        out.append(Clip(id=c.id, joints=joints[c.id], captions=sentences, split=c.split, source=c.source,
+                        segments=c.segments, labels=list(c.captions)))
+    return out
 
 
 def _load_folder(folder: Path) -> list[Clip]:
@@ -180,8 +229,11 @@ def _load_folder(folder: Path) -> list[Clip]:
         split = split_of.get(clip_id) or record.get("split")
         if not split:
             raise DataError(f"{captions_path}: clip {clip_id!r} is in no split file")
+        n = len(joints[clip_id])
+        segments = [(int(s["start"]), min(int(s["end"]), n)) for s in record.get("humanml3d_segments") or []
+                    if isinstance(s, dict) and "start" in s and "end" in s and int(s["start"]) < min(int(s["end"]), n)]
         clips.append(Clip(id=clip_id, joints=joints[clip_id], captions=record["captions"],
-                          split=str(split), source=folder.name))
+                          split=str(split), source=folder.name, segments=segments))
     return clips
 
 

@@ -21,9 +21,11 @@ REPO_ENV, REVISION_ENV, WEIGHTS_ENV = "KMM_MODEL_REPO", "KMM_MODEL_REVISION", "K
 DEFAULT_WEIGHTS = "assets/kmm"
 
 MODEL_DIRS = ("tokenizer", "residual", "kmm", "kmm-random", "transformer", "bamm", "motion-vae", "motion-mamba")
+REQUIRED_DIRS = ("tokenizer", "kmm")   # a bundle needs these; every other model folder is optional, whole if present
 BUNDLE_FILES = ("normalizer.safetensors",) + tuple(
-    f"{d}/{name}" for d in MODEL_DIRS for name in ("config.json", "model.safetensors"))
-ALLOW_PATTERNS = ["normalizer.safetensors", "*/config.json", "*/model.safetensors", "README.md"]
+    f"{d}/{name}" for d in REQUIRED_DIRS for name in ("config.json", "model.safetensors"))
+ALLOW_PATTERNS = ["normalizer.safetensors", "*/config.json", "*/model.safetensors", "README.md", "pipeline.json",
+                  "vocabulary.json", "vocabulary.safetensors"]
 _MAX_HEADER_BYTES = 100 * 1024 * 1024   # the safetensors format's own limit
 
 
@@ -77,7 +79,9 @@ def bundle_problems(path: str | Path, files=BUNDLE_FILES) -> list[str]:
     if not root.is_dir():
         return [f"{root}: folder not found"]
     problems = []
-    for rel in files:
+    optional = [f"{d}/{name}" for d in MODEL_DIRS if d not in REQUIRED_DIRS and (root / d).is_dir()
+                for name in ("config.json", "model.safetensors")]
+    for rel in list(files) + [f for f in optional if f not in files]:
         f = root / rel
         if not f.is_file():
             problems.append(f"missing {rel}")

@@ -18,7 +18,22 @@ _PHRASES = (
     ("waves", ("waves", "is waving")),
     ("raises", ("lifts", "puts up")),
     ("turns", ("turns", "rotates")),
-    ("jumps", ("hops", "leaps")),
+    ("jumps", ("leaps", "jumps up")),
+    ("sits down", ("takes a seat", "sits")),
+    ("sits", ("sits down", "takes a seat")),
+    ("kicks", ("kicks out", "does a kick")),
+    ("punches", ("throws a punch", "strikes")),
+    ("picks up", ("lifts up", "grabs")),
+    ("squats", ("crouches down", "does a squat")),
+    ("crawls", ("crawls on hands and knees", "creeps")),
+    ("dances", ("is dancing", "moves to music")),
+    ("climbs", ("goes up", "clambers up")),
+    ("throws", ("tosses", "hurls")),
+    ("turns around", ("spins around", "turns back")),
+    ("walks backwards", ("moves backwards", "steps backwards")),
+    ("does a", ("performs a", "does a")),
+    ("walks", ("walks", "strolls", "steps")),
+    (", then ", (" and then ", ", after that ", ", then ")),
 )
 
 

@@ -9,6 +9,7 @@ Each stage checkpoints (safetensors + trainer_state.json) every `ckpt_every` ste
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import time
@@ -21,6 +22,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
+from kmm import distributed as ddp
 from kmm.config import (BammConfig, GeneratorConfig, MotionMambaConfig, MotionVAEConfig, ResidualConfig,
                         TokenizerConfig, _JsonConfig)
 from kmm.corpus import Corpus, build_corpus
@@ -37,11 +39,12 @@ from kmm.text_aug import paraphrase
 @dataclass
 class Recipe(_JsonConfig):
     seed: int = 0
-    threads: int = 2
-    tokenizer_steps: int = 2000
+    threads: int = 1                    # one thread per process: the stages run as parallel processes
+    tokenizer_steps: int = 2500
     tokenizer_batch: int = 64
     tokenizer_window: int = 64          # frames
     tokenizer_lr: float = 4e-4
+    root_weight: float = 1.0            # tokenizer's root-path loss (ours, against root drift); 0 = off
     generator_steps: int = 1500
     generator_batch: int = 32
     generator_lr: float = 4e-4
@@ -57,9 +60,9 @@ class Recipe(_JsonConfig):
     residual: ResidualConfig = field(default_factory=ResidualConfig)
     # baselines (#8): BAMM trains as one more generator (same steps/batch); Motion Mamba has its own VAE + denoiser
     bamm: BammConfig = field(default_factory=BammConfig)
-    vae_steps: int = 2000               # the tokenizer's budget
+    vae_steps: int = 1500               # ours: below the tokenizer's 2500 (CPU budget of the round-3 retrain)
     vae_batch: int = 64
-    motion_mamba_steps: int = 1000      # the generators' budget
+    motion_mamba_steps: int = 800       # ours: below the generators' 1500 (CPU budget of the round-3 retrain)
     motion_mamba_batch: int = 32
     motion_vae: MotionVAEConfig = field(default_factory=MotionVAEConfig)
     motion_mamba: MotionMambaConfig = field(default_factory=MotionMambaConfig)
@@ -108,6 +111,10 @@ class Logger:
         self.path = path
 
     def __call__(self, **row):
+        if not ddp.is_main():   # torchrun: rank 0 writes the log
+            return
+        if ddp.is_distributed():
+            row["world_size"] = ddp.world_size()
         row["time"] = round(time.time(), 1)
         with self.path.open("a") as f:
             f.write(json.dumps(row) + "\n")
@@ -194,14 +201,25 @@ def _sample_clips(corpus: Corpus, n: int, rng: np.random.Generator, min_frames: 
 
 # --- stage 1: tokenizer ---------------------------------------------------------------------------
 
-def tokenizer_loss(model, x):  # x (B, T, F) normalised -> loss, parts
+def tokenizer_loss(model, x, root_weight: float = 1.0):  # x (B, T, F) normalised -> loss, parts
+    """Reconstruction (all channels, joint positions, velocities) + commitment + root path.
+
+    Root path (ours, against root drift): the root's yaw and planar velocities and its height (channels 0..3)
+    are what the whole trajectory is integrated from, so a small per-frame bias becomes metres after a few
+    seconds. l_root = smooth-L1 on those channels + on their running sums over the window (the integrated path
+    error, divided by √T so long windows do not dominate).
+    """
     recon, _, commit = model(x)
     pos = FEATURE_SLICES["ric"]
     l_rec = F.smooth_l1_loss(recon, x)
     l_pos = F.smooth_l1_loss(recon[..., pos], x[..., pos])
     l_vel = F.smooth_l1_loss(recon[:, 1:] - recon[:, :-1], x[:, 1:] - x[:, :-1])
-    loss = l_rec + 0.5 * l_pos + 0.5 * l_vel + 0.02 * commit
-    return loss, {k: v.item() for k, v in (("rec", l_rec), ("pos", l_pos), ("vel", l_vel), ("commit", commit))}
+    err = recon[..., :4] - x[..., :4]                                             # (B, T, 4)
+    path = err[..., :3].cumsum(1) / math.sqrt(x.shape[1])                         # (B, T, 3)
+    l_root = F.smooth_l1_loss(err, torch.zeros_like(err)) + F.smooth_l1_loss(path, torch.zeros_like(path))
+    loss = l_rec + 0.5 * l_pos + 0.5 * l_vel + 0.02 * commit + root_weight * l_root
+    return loss, {k: v.item() for k, v in (("rec", l_rec), ("pos", l_pos), ("vel", l_vel), ("commit", commit),
+                                           ("root", l_root))}
 
 
 @torch.no_grad()
@@ -242,17 +260,23 @@ def train_tokenizer(train: Corpus, val: Corpus, normalizer: Normalizer, recipe: 
     sched = scheduler(opt, recipe.warmup, recipe.tokenizer_steps, start)
     W = recipe.tokenizer_window
     usable = window_corpus(train, normalizer, W)
+    ddp.check_batch("tokenizer_batch", recipe.tokenizer_batch)
+    ddp.sync_ema_quantizers(model)
+    step_fn = ddp.wrap(model, tokenizer_loss)   # tokenizer_loss(model, ·) in one process
     model.train()
     bar = tqdm(range(start, recipe.tokenizer_steps), desc="tokenizer", mininterval=10, initial=start,
-               total=recipe.tokenizer_steps)
+               total=recipe.tokenizer_steps, disable=not ddp.is_main())
     for step in bar:
-        x = window_batch(usable, recipe.tokenizer_batch, W, rng)
-        loss, parts = tokenizer_loss(model, x)
+        x = ddp.shard(window_batch(usable, recipe.tokenizer_batch, W, rng))  # this rank's rows of the batch
+        loss, parts = step_fn(x, recipe.root_weight)
         optimizer_step(opt, sched, loss, model.parameters())
         if (step + 1) % recipe.steps_per_check == 0 or step + 1 == recipe.tokenizer_steps:
+            loss_v, parts = ddp.mean_for_log(loss, parts)
+            if not ddp.is_main():
+                continue
             mpjpe = tokenizer_mpjpe_mm(model, normalizer, val, max_clips=64)
-            log(stage="tokenizer", step=step + 1, loss=loss.item(), val_mpjpe_mm=round(mpjpe, 2), **parts)
-            bar.set_postfix(loss=f"{loss.item():.4f}", val_mpjpe_mm=f"{mpjpe:.1f}")
+            log(stage="tokenizer", step=step + 1, loss=loss_v, val_mpjpe_mm=round(mpjpe, 2), **parts)
+            bar.set_postfix(loss=f"{loss_v:.4f}", val_mpjpe_mm=f"{mpjpe:.1f}")
             save_checkpoint(stage, model, opt, step + 1, {"val_mpjpe_mm": mpjpe})
     return model.eval()
 
@@ -305,8 +329,11 @@ def generator_batch(tc: TokenCorpus, idx, max_tokens: int, rng: np.random.Genera
 
 
 def generator_step(gen: MaskedGenerator, tokenizer: MotionTokenizer, codes, lengths, full_lengths, hidden, tmask,
-                   texts: list[str], g: torch.Generator):
-    """One training loss. codes (B, T, Q); hidden/tmask (B, S, 384)/(B, S) of the frozen text backbone."""
+                   texts: list[str], g: torch.Generator, shard=None):
+    """One training loss. codes (B, T, Q); hidden/tmask (B, S, 384)/(B, S) of the frozen text backbone.
+
+    shard (torchrun): the masks and noise are drawn for the global batch `codes`, then `shard` keeps this
+    rank's rows; hidden/tmask are already this rank's rows."""
     c = gen.config
     B, T = codes.shape[:2]
     base = codes[..., 0]                                                     # (B, T)
@@ -323,6 +350,10 @@ def generator_step(gen: MaskedGenerator, tokenizer: MotionTokenizer, codes, leng
     # 3. text: fine-tuned top layer; dropped 10% for classifier-free guidance
     pooled = gen.encode_text(hidden, tmask)                                  # (B, 384)
     drop = torch.rand(B, generator=g) < c.cond_drop
+    if shard is not None:
+        inp, lengths, base, mask, drop, full_lengths, texts = (
+            shard(v) for v in (inp, lengths, base, mask, drop, full_lengths, texts))
+        B = len(inp)
     seg_ids = torch.zeros(B, T, dtype=torch.long)
     logits = gen(inp, lengths, pooled[:, None, :], seg_ids, drop)            # (B, T, K)
     l_tok = F.cross_entropy(logits[mask], base[mask])
@@ -331,8 +362,11 @@ def generator_step(gen: MaskedGenerator, tokenizer: MotionTokenizer, codes, leng
     same = torch.tensor([[a == b for b in texts] for a in texts])
     l_align = info_nce(gen.text_embedding(pooled), gen.motion_embedding(base, lengths), gen.logit_scale, same)
     # 5. length head (detached text so it does not steer the encoder)
+    # (items longer than the head's range are whole long trials: their length says nothing about the text)
     target = full_lengths.clamp(1, c.max_length_tokens) - 1
-    l_len = F.cross_entropy(gen.length_logits(pooled.detach()), target)
+    has_len = (full_lengths <= c.max_length_tokens).float()
+    l_len = (F.cross_entropy(gen.length_logits(pooled.detach()), target, reduction="none") * has_len).sum() \
+        / has_len.sum().clamp(min=1)
     loss = l_tok + c.contrastive_weight * l_align + 0.1 * l_len
     del valid
     return loss, {k: v.item() for k, v in (("tok", l_tok), ("acc", acc), ("align", l_align), ("len", l_len))}
@@ -379,20 +413,25 @@ def train_generator(name: str, tc: TokenCorpus, tc_val: TokenCorpus, tokenizer: 
     start = load_checkpoint(stage, gen, opt)
     sched = scheduler(opt, recipe.warmup, recipe.generator_steps, start)
     texts_src = TextBatcher(backbone, rng)
+    ddp.check_batch("generator_batch", recipe.generator_batch)
+    step_fn = ddp.wrap(gen, functools.partial(generator_step, shard=ddp.shard))
     gen.train()
     bar = tqdm(range(start, recipe.generator_steps), desc=name, mininterval=10, initial=start,
-               total=recipe.generator_steps)
+               total=recipe.generator_steps, disable=not ddp.is_main())
     for step in bar:
         idx = _sample_clips_tokens(tc, recipe.generator_batch, rng)
         codes, lengths, full = generator_batch(tc, idx, cfg.max_tokens, rng)
         texts = [texts_src.pick(tc.captions[i]) for i in idx]
-        hidden, tmask = backbone(texts)
-        loss, parts = generator_step(gen, tokenizer, codes, lengths, full, hidden, tmask, texts, g)
+        hidden, tmask = backbone(ddp.shard(texts))
+        loss, parts = step_fn(tokenizer, codes, lengths, full, hidden, tmask, texts, g)
         optimizer_step(opt, sched, loss, gen.parameters())
         if (step + 1) % recipe.steps_per_check == 0 or step + 1 == recipe.generator_steps:
+            loss_v, parts = ddp.mean_for_log(loss, parts)
+            if not ddp.is_main():
+                continue
             val = generator_val(gen, tokenizer, tc_val, backbone, recipe)
-            log(stage=name, step=step + 1, loss=loss.item(), **parts, **val)
-            bar.set_postfix(loss=f"{loss.item():.3f}", acc=f"{parts['acc']:.3f}", val_acc=f"{val['val_acc']:.3f}")
+            log(stage=name, step=step + 1, loss=loss_v, **parts, **val)
+            bar.set_postfix(loss=f"{loss_v:.3f}", acc=f"{parts['acc']:.3f}", val_acc=f"{val['val_acc']:.3f}")
             save_checkpoint(stage, gen, opt, step + 1, val)
     return gen.eval()
 
@@ -441,13 +480,15 @@ def bamm_batch(tc: TokenCorpus, idx, max_tokens: int, rng: np.random.Generator):
 
 
 def bamm_step(model: Bamm, tokens, lengths, ends, pooled, g: torch.Generator, causal_prob: float | None = None,
-              ratio=None, cond_drop: float | None = None):
+              ratio=None, cond_drop: float | None = None, shard=None):
     """One BAMM loss. tokens (B, T), lengths (B,), ends (B,) bool, pooled (B, 384) frozen text.
 
     1. per clip: unidirectional mask with probability causal_prob, else bidirectional with 50-100% of the
        motion tokens masked (U = the rest)
     2. targets: m_i at every query slot, [END] at slot `length` when the crop reaches the clip's end
     3. text dropped with probability cond_drop (classifier-free guidance)
+    shard (torchrun): all of the above drawn for the global batch, then this rank's rows kept (pooled is
+    already this rank's rows).
     """
     c = model.config
     B, T = tokens.shape
@@ -470,6 +511,10 @@ def bamm_step(model: Bamm, tokens, lengths, ends, pooled, g: torch.Generator, ca
     predict[rows, lengths] = ends
     # 3.
     drop = torch.rand(B, generator=g) < (c.cond_drop if cond_drop is None else cond_drop)
+    if shard is not None:
+        tokens, unmasked, lengths, drop, target, predict = (
+            shard(v) for v in (tokens, unmasked, lengths, drop, target, predict))
+        B = len(tokens)
     seg_ids = torch.zeros(B, T + 1, dtype=torch.long)
     logits = model(tokens, unmasked, lengths, pooled[:, None, :], seg_ids, drop)         # (B, T+1, K+1)
     loss = F.cross_entropy(logits[predict], target[predict])
@@ -509,25 +554,41 @@ def train_bamm(tc: TokenCorpus, tc_val: TokenCorpus, backbone, recipe: Recipe, o
     start = load_checkpoint(stage, model, opt)
     sched = scheduler(opt, recipe.warmup, recipe.generator_steps, start)
     picker = TextBatcher(backbone, rng)
+    ddp.check_batch("generator_batch", recipe.generator_batch)
+    step_fn = ddp.wrap(model, functools.partial(bamm_step, shard=ddp.shard))
     model.train()
     bar = tqdm(range(start, recipe.generator_steps), desc="bamm", mininterval=10, initial=start,
-               total=recipe.generator_steps)
+               total=recipe.generator_steps, disable=not ddp.is_main())
     for step in bar:
         idx = _sample_clips_tokens(tc, recipe.generator_batch, rng)
         tokens, lengths, ends = bamm_batch(tc, idx, cfg.max_tokens, rng)
         with torch.no_grad():
-            pooled = text_top(*backbone([picker.pick(tc.captions[i]) for i in idx]))[1]
-        loss, parts = bamm_step(model, tokens, lengths, ends, pooled, g)
+            texts = [picker.pick(tc.captions[i]) for i in idx]
+            pooled = text_top(*backbone(ddp.shard(texts)))[1]
+        loss, parts = step_fn(tokens, lengths, ends, pooled, g)
         optimizer_step(opt, sched, loss, model.parameters())
         if (step + 1) % recipe.steps_per_check == 0 or step + 1 == recipe.generator_steps:
+            loss_v, parts = ddp.mean_for_log(loss, parts)
+            if not ddp.is_main():
+                continue
             val = bamm_val(model, tc_val, text_top, backbone)
-            log(stage="bamm", step=step + 1, loss=loss.item(), **parts, **val)
-            bar.set_postfix(loss=f"{loss.item():.3f}", acc=f"{parts['acc']:.3f}")
+            log(stage="bamm", step=step + 1, loss=loss_v, **parts, **val)
+            bar.set_postfix(loss=f"{loss_v:.3f}", acc=f"{parts['acc']:.3f}")
             save_checkpoint(stage, model, opt, step + 1, val)
     return model.eval()
 
 
 # --- stage 3: residual layers ---------------------------------------------------------------------
+
+def residual_loss(model: ResidualPredictor, partial, q, lengths, pooled, drop, target):
+    """Cross-entropy of layer q's codes given the layers below. partial (B, T, C), q (B,), pooled (B, 384),
+    target (B, T) -> loss, {"acc"}."""
+    B, T = target.shape
+    logits = model(partial, q, lengths, pooled[:, None, :], torch.zeros(B, T, dtype=torch.long), drop)
+    valid = valid_mask(lengths, T)
+    loss = F.cross_entropy(logits[valid], target[valid])
+    return loss, {"acc": float((logits[valid].argmax(-1) == target[valid]).float().mean())}
+
 
 def train_residual(tc: TokenCorpus, tokenizer: MotionTokenizer, backbone, recipe: Recipe, out: Path, log):
     """Residual predictor, shared by every base-layer generator. Text: the frozen (original) sentence embedding."""
@@ -543,16 +604,19 @@ def train_residual(tc: TokenCorpus, tokenizer: MotionTokenizer, backbone, recipe
     start = load_checkpoint(stage, model, opt)
     sched = scheduler(opt, recipe.warmup, recipe.residual_steps, start)
     picker = TextBatcher(backbone, rng)
+    ddp.check_batch("residual_batch", recipe.residual_batch)
+    step_fn = ddp.wrap(model, residual_loss)
     model.train()
     Q = cfg.n_quantizers
     bar = tqdm(range(start, recipe.residual_steps), desc="residual", mininterval=10, initial=start,
-               total=recipe.residual_steps)
+               total=recipe.residual_steps, disable=not ddp.is_main())
     for step in bar:
         idx = _sample_clips_tokens(tc, recipe.residual_batch, rng)
         codes, lengths, _ = generator_batch(tc, idx, recipe.generator.max_tokens, rng)
         B, T = codes.shape[:2]
         with torch.no_grad():
-            hidden, tmask = backbone([picker.pick(tc.captions[i]) for i in idx])
+            texts = [picker.pick(tc.captions[i]) for i in idx]
+            hidden, tmask = backbone(ddp.shard(texts))
             pooled = text_top(hidden, tmask)[1]
         q = torch.randint(1, Q, (B,), generator=g)
         partial = torch.zeros(B, T, cfg.code_dim)
@@ -561,14 +625,17 @@ def train_residual(tc: TokenCorpus, tokenizer: MotionTokenizer, backbone, recipe
             partial = partial + keep * tokenizer.code_vectors(codes[..., layer].clamp(min=0), layer)
         target = codes.gather(-1, q[:, None, None].expand(B, T, 1)).squeeze(-1)
         drop = torch.rand(B, generator=g) < cfg.cond_drop
-        logits = model(partial, q, lengths, pooled[:, None, :], torch.zeros(B, T, dtype=torch.long), drop)
-        valid = valid_mask(lengths, T)
-        loss = F.cross_entropy(logits[valid], target[valid])
+        # torchrun: the noise above is the global batch's; this rank trains on its rows (identity in one process)
+        partial, q, lengths, drop, target = (ddp.shard(v) for v in (partial, q, lengths, drop, target))
+        loss, parts = step_fn(partial, q, lengths, pooled, drop, target)
         optimizer_step(opt, sched, loss, model.parameters())
         if (step + 1) % recipe.steps_per_check == 0 or step + 1 == recipe.residual_steps:
-            acc = float((logits[valid].argmax(-1) == target[valid]).float().mean())
-            log(stage="residual", step=step + 1, loss=loss.item(), acc=round(acc, 4))
-            bar.set_postfix(loss=f"{loss.item():.3f}", acc=f"{acc:.3f}")
+            loss_v, parts = ddp.mean_for_log(loss, parts)
+            if not ddp.is_main():
+                continue
+            acc = parts["acc"]
+            log(stage="residual", step=step + 1, loss=loss_v, acc=round(acc, 4))
+            bar.set_postfix(loss=f"{loss_v:.3f}", acc=f"{acc:.3f}")
             save_checkpoint(stage, model, opt, step + 1)
     return model.eval()
 
@@ -583,20 +650,27 @@ def train_all(dataset, out_dir: str | Path, recipe: Recipe, *,
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(recipe.threads)
-    recipe.save(out / "recipe.json")
+    if ddp.is_main():   # torchrun: rank 0 writes every file of the run folder (kmm/distributed.py)
+        recipe.save(out / "recipe.json")
     log = Logger(out / "train_log.jsonl")
     t0 = time.time()
-    train = build_corpus(dataset, "train", mirror=True, cache_dir=cache_dir)
-    val_split = "val" if "val" in dataset.splits else "test"
-    val = build_corpus(dataset, val_split, mirror=False, cache_dir=cache_dir)
+    with ddp.main_first():   # rank 0 fills the feature cache, the others read it
+        train = build_corpus(dataset, "train", mirror=True, cache_dir=cache_dir)
+        val_split = "val" if "val" in dataset.splits else "test"
+        val = build_corpus(dataset, val_split, mirror=False, cache_dir=cache_dir)
     norm_path = out / "normalizer.safetensors"
-    if norm_path.is_file():
+    resumed = norm_path.is_file()
+    ddp.barrier()            # every rank has looked before rank 0 writes it
+    if resumed:
         normalizer = Normalizer.from_dict({k: v.numpy() for k, v in load_file(str(norm_path)).items()})
     else:
         normalizer = Normalizer.fit(train.features)
-        save_file({k: torch.from_numpy(np.asarray(v, dtype=np.float32)) for k, v in normalizer.to_dict().items()},
-                  str(norm_path))
-    log(stage="data", train_clips=len(train), val_clips=len(val), seconds=round(time.time() - t0, 1))
+        if ddp.is_main():
+            save_file({k: torch.from_numpy(np.asarray(v, dtype=np.float32)) for k, v in normalizer.to_dict().items()},
+                      str(norm_path))
+    train_text, val_text = train.text_items(), val.text_items()
+    log(stage="data", train_clips=len(train), val_clips=len(val), train_text_items=len(train_text),
+        val_text_items=len(val_text), seconds=round(time.time() - t0, 1))
     if "tokenizer" in stages:
         t = time.time()
         tokenizer = train_tokenizer(train, val, normalizer, recipe, out, log)
@@ -608,8 +682,8 @@ def train_all(dataset, out_dir: str | Path, recipe: Recipe, *,
         tokenizer.eval()
         for p in tokenizer.parameters():
             p.requires_grad_(False)
-        tc = tokenize_corpus(tokenizer, normalizer, train)
-        tc_val = tokenize_corpus(tokenizer, normalizer, val)
+        tc = tokenize_corpus(tokenizer, normalizer, train_text)
+        tc_val = tokenize_corpus(tokenizer, normalizer, val_text)
     if "residual" in stages:
         t = time.time()
         train_residual(tc, tokenizer, backbone, recipe, out, log)
@@ -629,7 +703,8 @@ def train_all(dataset, out_dir: str | Path, recipe: Recipe, *,
         vae = train_motion_vae(train, val, normalizer, recipe, out, log)
         log(stage="motion-vae", done=True, wall_s=round(time.time() - t, 1))
         t = time.time()
-        train_motion_mamba(train, val, vae, normalizer, backbone, recipe, out, log)
+        train_motion_mamba(train_text, val_text, vae, normalizer, backbone, recipe, out, log)
         log(stage="motion-mamba", done=True, wall_s=round(time.time() - t, 1))
     log(stage="all", done=True, wall_s=round(time.time() - t0, 1))
+    ddp.barrier()
     return out

@@ -11,6 +11,7 @@ embedding the pipeline passes at inference.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from kmm import distributed as ddp
 from kmm.corpus import Corpus
 from kmm.diffusion import prediction_target, q_sample, scaled_linear_alphas_cumprod
 from kmm.masking import valid_mask
@@ -46,7 +48,9 @@ def vae_loss(model: MotionVAE, x, generator: torch.Generator | None = None):  # 
 def train_motion_vae(train: Corpus, val: Corpus, normalizer: Normalizer, recipe: Recipe, out: Path, log) -> MotionVAE:
     torch.manual_seed(recipe.seed)
     rng = np.random.default_rng(recipe.seed)
-    g = torch.Generator().manual_seed(recipe.seed)
+    # the reparameterisation noise is drawn inside the model for the rows it sees: under torchrun each rank
+    # gets its own stream (rank 0 = the single-process stream), so the ranks' noise is not shared
+    g = torch.Generator().manual_seed(recipe.seed + ddp.rank())
     model = MotionVAE(recipe.motion_vae)
     opt = torch.optim.AdamW(model.parameters(), lr=recipe.tokenizer_lr, weight_decay=0.0)
     stage = Path(out) / "motion-vae"
@@ -54,20 +58,25 @@ def train_motion_vae(train: Corpus, val: Corpus, normalizer: Normalizer, recipe:
     sched = scheduler(opt, recipe.warmup, recipe.vae_steps, start)
     W = recipe.tokenizer_window
     usable = window_corpus(train, normalizer, W)
+    ddp.check_batch("vae_batch", recipe.vae_batch)
+    step_fn = ddp.wrap(model, vae_loss)
     model.train()
     bar = tqdm(range(start, recipe.vae_steps), desc="motion-vae", mininterval=10, initial=start,
-               total=recipe.vae_steps)
+               total=recipe.vae_steps, disable=not ddp.is_main())
     for step in bar:
-        # 1. a batch of random windows
-        x = window_batch(usable, recipe.vae_batch, W, rng)
+        # 1. a batch of random windows (torchrun: this rank's rows of the global batch)
+        x = ddp.shard(window_batch(usable, recipe.vae_batch, W, rng))
         # 2. reconstruction + KL
-        loss, parts = vae_loss(model, x, g)
+        loss, parts = step_fn(x, g)
         optimizer_step(opt, sched, loss, model.parameters())
         # 3. validation and checkpoint
         if (step + 1) % recipe.steps_per_check == 0 or step + 1 == recipe.vae_steps:
+            loss_v, parts = ddp.mean_for_log(loss, parts)
+            if not ddp.is_main():
+                continue
             mpjpe = tokenizer_mpjpe_mm(model, normalizer, val, max_clips=64)
-            log(stage="motion-vae", step=step + 1, loss=loss.item(), val_mpjpe_mm=round(mpjpe, 2), **parts)
-            bar.set_postfix(loss=f"{loss.item():.4f}", val_mpjpe_mm=f"{mpjpe:.1f}")
+            log(stage="motion-vae", step=step + 1, loss=loss_v, val_mpjpe_mm=round(mpjpe, 2), **parts)
+            bar.set_postfix(loss=f"{loss_v:.4f}", val_mpjpe_mm=f"{mpjpe:.1f}")
             save_checkpoint(stage, model, opt, step + 1, {"val_mpjpe_mm": mpjpe})
     return model.eval()
 
@@ -109,12 +118,14 @@ def latent_batch(latents: list[torch.Tensor], idx, max_tokens: int, rng: np.rand
 
 
 def denoiser_loss(model: MotionMambaDenoiser, z0, lengths, full_lengths, pooled, alphas_cumprod,
-                  g: torch.Generator):
+                  g: torch.Generator, shard=None):
     """One training loss. z0 (B, N, C) normalised latents, pooled (B, 384) frozen text embeddings.
 
     1. t ~ U{0..T−1}, ε ~ N(0, I), z_t = q_sample(z0, t, ε); text dropped with probability cond_drop
     2. MSE between the prediction and its target (ε, x₀ or v), on valid latents only
     3. + 0.1 × cross-entropy of the length head on the whole clip's latent count (ours)
+    shard (torchrun): t, ε and the text dropout are drawn for the global batch z0, then this rank's rows are
+    kept (pooled is already this rank's rows).
     """
     c = model.config
     B, N, _ = z0.shape
@@ -123,6 +134,10 @@ def denoiser_loss(model: MotionMambaDenoiser, z0, lengths, full_lengths, pooled,
     noise = torch.randn(z0.shape, generator=g)
     z_t = q_sample(z0, t, noise, alphas_cumprod)
     drop = torch.rand(B, generator=g) < c.cond_drop
+    if shard is not None:
+        z0, z_t, t, noise, lengths, full_lengths, drop = (
+            shard(v) for v in (z0, z_t, t, noise, lengths, full_lengths, drop))
+        B = len(z0)
     seg_ids = torch.zeros(B, N, dtype=torch.long)
     pred = model(z_t, t, lengths, pooled[:, None, :], seg_ids, drop)
     # 2.
@@ -199,21 +214,26 @@ def train_motion_mamba(train: Corpus, val: Corpus, vae: MotionVAE, normalizer: N
     start = load_checkpoint(stage, model, opt)
     sched = scheduler(opt, recipe.warmup, recipe.motion_mamba_steps, start)
     picker = TextBatcher(backbone, rng)
+    ddp.check_batch("motion_mamba_batch", recipe.motion_mamba_batch)
+    step_fn = ddp.wrap(model, functools.partial(denoiser_loss, shard=ddp.shard))
     model.train()
     bar = tqdm(range(start, recipe.motion_mamba_steps), desc="motion-mamba", mininterval=10, initial=start,
-               total=recipe.motion_mamba_steps)
+               total=recipe.motion_mamba_steps, disable=not ddp.is_main())
     for step in bar:
-        # 3. a batch of latent windows with paraphrased captions
+        # 3. a batch of latent windows with paraphrased captions (torchrun: text of this rank's rows only)
         idx = sample_by_length([len(z) for z in latents], recipe.motion_mamba_batch, rng)
         z0, lengths, full = latent_batch(latents, idx, cfg.max_tokens, rng)
-        pooled = encode_text([picker.pick(train.captions[i]) for i in idx])
+        pooled = encode_text(ddp.shard([picker.pick(train.captions[i]) for i in idx]))
         # 4. diffusion loss + length head
-        loss, parts = denoiser_loss(model, z0, lengths, full, pooled, ac, g)
+        loss, parts = step_fn(z0, lengths, full, pooled, ac, g)
         optimizer_step(opt, sched, loss, model.parameters())
         # 5. validation and checkpoint
         if (step + 1) % recipe.steps_per_check == 0 or step + 1 == recipe.motion_mamba_steps:
+            loss_v, parts = ddp.mean_for_log(loss, parts)
+            if not ddp.is_main():
+                continue
             val_row = denoiser_val(model, val_latents, val_pooled, ac) if val_pooled is not None else {}
-            log(stage="motion-mamba", step=step + 1, loss=loss.item(), **parts, **val_row)
-            bar.set_postfix(loss=f"{loss.item():.4f}", **{k: f"{v}" for k, v in val_row.items()})
+            log(stage="motion-mamba", step=step + 1, loss=loss_v, **parts, **val_row)
+            bar.set_postfix(loss=f"{loss_v:.4f}", **{k: f"{v}" for k, v in val_row.items()})
             save_checkpoint(stage, model, opt, step + 1, val_row)
     return model.eval()

@@ -63,7 +63,7 @@ def train_evaluator(dataset, out: str | Path, recipe: EvaluatorRecipe = Evaluato
     torch.manual_seed(recipe.seed)
     rng = np.random.default_rng(recipe.seed)
     # 1. data: mirrored training split, normalised with its own statistics; frozen caption embeddings
-    corpus = build_corpus(dataset, "train", mirror=True, cache_dir=cache_dir)
+    corpus = build_corpus(dataset, "train", mirror=True, cache_dir=cache_dir).text_items()  # captioned parts only
     normalizer = Normalizer.fit(corpus.features)
     feats = [normalizer.normalize(f).astype(np.float32) for f in corpus.features]
     sentences = sentences or SentenceEncoder()
