@@ -28,7 +28,10 @@ class _TokenDecoder:
         self.n_residual = n_residual
 
     def finish(self, base, text_res, seg_ids, fixed=None, fixed_mask=None):  # base (1, N) -> codes (N, Q)
+        """The residual layers are filled only when a predictor is loaded (`residual` may be None: base layer only)."""
         N = base.shape[1]
+        if self.residual is None:
+            self.n_residual = 0
         lengths = torch.tensor([N], device=base.device)
         codes = residual_layers(self.residual, self.tokenizer.code_vectors, base, lengths, text_res[None], seg_ids,
                                 self.n_residual + 1,

@@ -33,6 +33,9 @@ def add_data_parser(sub: argparse._SubParsersAction) -> None:
                        help="dataset folder(s) or a parent of them, comma separated "
                             "(default: $KMM_DATA or ../shared/data)")
     check.set_defaults(func=cmd_data_check)
+    from kmm.importers.commands import add_parsers as add_import_parsers   # import-bvh, import-humanml3d
+
+    add_import_parsers(data_sub)
 
 
 def cmd_data_check(args: argparse.Namespace) -> int:
@@ -40,7 +43,7 @@ def cmd_data_check(args: argparse.Namespace) -> int:
 
     from kmm.data import load_dataset, resolve_data_dirs
 
-    dataset = load_dataset(resolve_data_dirs(args.dir))
+    dataset = load_dataset(resolve_data_dirs(args.dir), prepare=False)
     print(dataset.summary())
 
     from kmm.motion.features import canonicalize, features_to_joints, joints_to_features
@@ -89,7 +92,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     if suffix not in EXPORT_FORMATS:
         raise CliError(f"{out}: unknown output format {out.suffix or '(none)'!r}; "
                        f"use one of {', '.join(EXPORT_FORMATS)}")
-    dataset = load_dataset(resolve_data_dirs(args.dir))
+    dataset = load_dataset(resolve_data_dirs(args.dir), prepare=False)
     if args.clip not in dataset:
         raise CliError(f"clip {args.clip!r} not found in {', '.join(str(d) for d in dataset.dirs)}")
     clip = dataset[args.clip]
@@ -153,6 +156,8 @@ def add_train_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--generators", default=None, help="comma list of kmm, kmm-random, transformer, bamm")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--cache", type=Path, default=Path(".cache"), help="feature cache folder")
+    p.add_argument("--steps", type=int, default=None,
+                   help="override every stage's step count (quick runs and tests); the recipe JSON records it")
     p.set_defaults(func=cmd_train)
 
 
@@ -178,11 +183,27 @@ def cmd_train(args: argparse.Namespace) -> int:
         recipe = dataclasses.replace(recipe, generators=names)
     if args.threads:
         recipe = dataclasses.replace(recipe, threads=args.threads)
+    if args.steps is not None:
+        if args.steps < 1:
+            raise CliError(f"--steps must be at least 1, got {args.steps}")
+        recipe = dataclasses.replace(recipe, **{k: args.steps for k in (
+            "tokenizer_steps", "generator_steps", "residual_steps", "vae_steps", "motion_mamba_steps")})
     stages = tuple(s.strip() for s in args.stages.split(",") if s.strip())
     dataset = load_dataset(resolve_data_dirs(args.data))
-    print(dataset.summary())
-    out = train_all(dataset, args.out, recipe, stages=stages, cache_dir=args.cache)
-    print(f"run folder: {out}")
+    from kmm import distributed as ddp   # under torchrun: join the process group (gloo; kmm/distributed.py)
+
+    try:
+        world = ddp.init()
+        main = ddp.is_main()
+        if main:
+            print(dataset.summary() + (f"\ndata-parallel: {world} processes" if world > 1 else ""))
+        out = train_all(dataset, args.out, recipe, stages=stages, cache_dir=args.cache)
+    except ddp.DistributedError as e:
+        raise CliError(str(e)) from e
+    finally:
+        ddp.shutdown()
+    if main:
+        print(f"run folder: {out}")
     return 0
 
 
@@ -208,6 +229,8 @@ def add_generate_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--guidance", type=float, default=3.0)
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    p.add_argument("--no-foot-lock", dest="foot_lock", action="store_false",
+                   help="keep the feet as decoded (default: planted feet are locked in place)")
     p.add_argument("--out", required=True, type=Path, help="output .npz or .bvh")
     p.set_defaults(func=cmd_generate)
 
@@ -237,7 +260,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
         pipe = Pipeline.from_pretrained(weights, generator=args.model, device=args.device)
         pipe.predict_seconds(["warm-up"])  # loads the text encoder before timing
         t_load = time.perf_counter() - t0
-        result = pipe.generate(list(zip(texts, lengths)), seed=args.seed, guidance=args.guidance, steps=args.steps)
+        result = pipe.generate(list(zip(texts, lengths)), seed=args.seed, guidance=args.guidance, steps=args.steps,
+                               foot_lock=args.foot_lock)
     except (TimelineError, WeightsError) as e:
         raise CliError(str(e)) from e
     _write_result(args.out, result)
@@ -267,7 +291,9 @@ def _write_result(out: Path, result) -> None:
 
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix.lower() == ".bvh":
-        write_bvh(out, result.joints)
+        from kmm.motion.retarget import REST_OFFSETS
+
+        write_bvh(out, result.joints, offsets=REST_OFFSETS)   # the skeleton the pipeline's joints live on
     else:
         save_motion_npz(out, result.joints, features=result.features, fps=20, segment_texts=result.texts,
                         boundaries=result.boundaries, model_id=result.model_id, seed=result.seed)
@@ -281,13 +307,26 @@ PARSER_BUILDERS.append(add_generate_parser)
 
 
 def add_eval_parsers(sub: argparse._SubParsersAction) -> None:
-    from kmm.eval import bench, evaluate, report, train_evaluator
+    from kmm.eval import bench, breadth, evaluate, report, train_evaluator
 
-    for module in (train_evaluator, evaluate, bench, report):
+    for module in (train_evaluator, evaluate, bench, report, breadth):
         module.add_parser(sub)
 
 
 PARSER_BUILDERS.append(add_eval_parsers)
+
+
+# ----------------------------------------------------------------------------------------------
+# vocabulary (training captions + embeddings for the app; the parser lives in kmm/vocabulary.py)
+
+
+def add_vocabulary_parser(sub: argparse._SubParsersAction) -> None:
+    from kmm import vocabulary
+
+    vocabulary.add_parser(sub)
+
+
+PARSER_BUILDERS.append(add_vocabulary_parser)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -322,6 +361,42 @@ def cmd_export_weights(args: argparse.Namespace) -> int:
 
 
 PARSER_BUILDERS.append(add_export_weights_parser)
+
+
+# ----------------------------------------------------------------------------------------------
+# push-to-hub (kmm/publish.py)
+
+
+def add_push_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("push-to-hub", help="upload a weights bundle to the Hugging Face Hub; prints the revision to pin")
+    p.add_argument("bundle", type=Path, help="bundle folder (python -m kmm export-weights --out ...)")
+    p.add_argument("--repo", required=True, help="USER/NAME on the Hub")
+    p.add_argument("--dry-run", action="store_true", help="list the files and validate the card; send nothing")
+    p.add_argument("--private", action="store_true", help="create the repo as private")
+    p.add_argument("--message", default=None, help="commit message")
+    p.set_defaults(func=cmd_push)
+
+
+def cmd_push(args: argparse.Namespace) -> int:
+    from kmm.publish import PublishError, format_plan, pin_lines, plan_upload, push_to_hub
+
+    files, problems = plan_upload(args.bundle)
+    print(format_plan(files))
+    if args.dry_run:
+        if problems:
+            raise CliError("the bundle would be refused:\n  " + "\n  ".join(problems))
+        print(f"dry run: card and files valid; nothing sent to {args.repo}")
+        return 0
+    try:
+        sha = push_to_hub(args.bundle, args.repo, private=args.private, message=args.message)
+    except PublishError as e:
+        raise CliError(str(e)) from e
+    print(f"revision: {sha}")
+    print(pin_lines(args.repo, sha))
+    return 0
+
+
+PARSER_BUILDERS.append(add_push_parser)
 
 
 # ----------------------------------------------------------------------------------------------

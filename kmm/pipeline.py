@@ -8,10 +8,21 @@ Token grid (the one documented rounding): a segment of s seconds gets n = max(1,
 tokens = 4n frames, so lengths are multiples of 0.2 s (3 s → 60 frames, 2 s → 40, 2.5 s → 48).
 All segments are generated jointly (each token conditioned on its own segment's text); timelines longer
 than the generator's window are generated in overlapping windows (overlap fixed from the previous window).
+
+Output joints (`kmm.motion.cleanup.clean_joints`): on the one fixed skeleton `retarget.REST_OFFSETS` (constant
+bone lengths), feet on the floor, planted feet locked (`foot_lock=True`); the raw decoded features stay in the
+result, so editing and the tokens are untouched by this clean-up.
+
+Segment texts reach the text encoders as the training captions read (`model_text`): a clause without a
+subject ("kicks with the right leg", "walk forward", split off a longer prompt) becomes "a person kicks with
+the right leg" / "a person walks forward". Every training caption is such a sentence; a bare verb phrase is far
+from all of them in the sentence encoder, and the Motion Mamba baseline's guided diffusion extrapolated it
+into broken bodies (bones ×3-10, pelvis at 2 m).
 """
 from __future__ import annotations
 
 import json
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,12 +38,21 @@ from kmm.model.residual import ResidualPredictor
 from kmm.model.text import TextTop
 from kmm.model.tokenizer import MotionTokenizer
 from kmm.model.weights import WeightsError
+from kmm.motion.cleanup import clean_joints
 from kmm.motion.features import Normalizer, features_to_joints
 from kmm.motion.skeleton import FPS
 from kmm.segment import Segment, validate_timeline
 
 GENERATOR_NAMES = ("kmm", "kmm-random", "transformer", "bamm", "motion-mamba")
+
+
+def available_generators(path: str | Path) -> list[str]:
+    """The generators a bundle folder holds weights for, in GENERATOR_NAMES order (a bundle may ship a subset)."""
+    root = Path(path)
+    return [g for g in GENERATOR_NAMES
+            if (root / g / "model.safetensors").is_file() and (g != "motion-mamba" or (root / "motion-vae").is_dir())]
 DECODER_CONTEXT_TOKENS = 9   # tokenizer / VAE decoder receptive field (±8.5 tokens), rounded up
+EDIT_FADE_FRAMES = 8         # an edit eases from the kept joints into the re-cleaned ones over this many frames
 
 
 @dataclass
@@ -47,10 +67,16 @@ class MotionResult:
     guidance: float
     model_id: str
     timings: dict = field(default_factory=dict)
+    foot_lock: bool = True          # whether `joints` had planted feet locked
 
     @property
     def n_frames(self) -> int:
         return int(self.joints.shape[0])
+
+    @property
+    def raw_joints(self) -> np.ndarray:
+        """(T, 22, 3) joints straight from the decoded features (before the skeleton / floor / foot clean-up)."""
+        return features_to_joints(self.features)
 
 
 def get_device(device: str | None = None) -> torch.device:
@@ -61,6 +87,40 @@ def get_device(device: str | None = None) -> torch.device:
 
 def frames_per_token() -> int:
     return 4
+
+
+_SUBJECT = re.compile(r"^(a|an|the|one|this|that|some)\s+\w+|^(someone|somebody|person|people|he|she|they|"
+                      r"i|we|you|it|man|woman|human|character|figure|dancer|actor)\b", re.IGNORECASE)
+
+
+def _third_person(verb: str) -> str:
+    """walk -> walks, punch -> punches, carry -> carries, go -> goes; kicks / press -> kicks / presses."""
+    low = verb.lower()
+    if low in {"go", "do"}:
+        return verb + "es"
+    if low == "have":
+        return verb[:-2] + "s"
+    if low.endswith(("ss", "sh", "ch", "x", "z")):
+        return verb + "es"
+    if low.endswith("s"):
+        return verb
+    if re.search(r"[^aeiou]y$", low):
+        return verb[:-1] + "ies"
+    return verb + "s"
+
+
+def model_text(text: str) -> str:
+    """A segment text as the training captions read: "kicks with the right leg" -> "a person kicks with the
+    right leg", "Walk forward" -> "a person walks forward"; a text with a subject ("a man bows", "someone
+    jumps") is returned unchanged. Only the first word (a verb, when there is no subject) is touched."""
+    t = " ".join(text.split())
+    if not t or _SUBJECT.match(t):
+        return t
+    first, _, rest = t.partition(" ")
+    if not first.isalpha() or first.lower().endswith("ly"):      # "slowly walk ...": leave the verb alone
+        return f"a person {t[0].lower()}{t[1:]}"
+    first = _third_person(first[0].lower() + first[1:])
+    return f"a person {first} {rest}".strip()
 
 
 def seconds_to_tokens(seconds: float) -> int:
@@ -92,7 +152,10 @@ class Pipeline:
     def from_pretrained(cls, path: str | Path, generator: str = "kmm", device: str | None = None,
                         text_backbone=None, model_id: str | None = None) -> "Pipeline":
         """Loads a bundle folder: normalizer.safetensors, tokenizer/, residual/, <generator>/
-        (motion-mamba: motion-vae/ and motion-mamba/ instead of tokenizer/, residual/)."""
+        (motion-mamba: motion-vae/ and motion-mamba/ instead of tokenizer/, residual/).
+
+        residual/ is optional: without it, or when pipeline.json says "residual_layers": 0, the token
+        generators decode the base codebook layer alone (no ResidualPredictor is loaded)."""
         from kmm.config import TextConfig
         from kmm.text_backbone import shared_backbone
 
@@ -101,6 +164,8 @@ class Pipeline:
             raise WeightsError(f"weights folder not found: {root}")
         if generator not in GENERATOR_NAMES:
             raise WeightsError(f"unknown generator {generator!r}; choose from {GENERATOR_NAMES}")
+        if generator not in available_generators(root):
+            raise WeightsError(f"{root} has no weights for {generator!r}; it holds {available_generators(root)}")
         norm_path = root / "normalizer.safetensors"
         if not norm_path.is_file():
             raise WeightsError(f"missing {norm_path}")
@@ -120,7 +185,6 @@ class Pipeline:
                                     MotionMambaDenoiser.from_pretrained(root / "motion-mamba"), frozen_text)
         else:
             tok = MotionTokenizer.from_pretrained(root / "tokenizer")
-            res = ResidualPredictor.from_pretrained(root / "residual")
             q = tok.config.n_quantizers - 1
             settings = {}
             if (root / "pipeline.json").is_file():
@@ -131,7 +195,12 @@ class Pipeline:
             # how many residual codebook layers the predictor fills in (0 = base layer only); chosen per bundle on
             # the validation split by `python -m kmm export-weights` and stored in pipeline.json
             n_res = settings.get("residual_layers")
-            n_res = q if n_res is None else max(0, min(q, int(n_res)))
+            has_res = (root / "residual").is_dir()
+            n_res = (q if has_res else 0) if n_res is None else max(0, min(q, int(n_res)))
+            if n_res > 0 and not has_res:
+                raise WeightsError(f"{root / 'pipeline.json'} asks for {n_res} residual layers but "
+                                   f"{root / 'residual'} is missing")
+            res = ResidualPredictor.from_pretrained(root / "residual") if n_res > 0 else None
             if generator == "bamm":
                 backend = BammBackend(Bamm.from_pretrained(root / "bamm"), tok, res, frozen_text, n_res)
             else:
@@ -141,7 +210,7 @@ class Pipeline:
     # --- text -----------------------------------------------------------------------------------
     @torch.no_grad()
     def _text(self, texts: list[str]):  # -> generator text (S, 384), residual text (S, 384)
-        hidden, mask = self.backbone(texts)
+        hidden, mask = self.backbone([model_text(t) for t in texts])
         return self.backend.text(hidden.to(self.device), mask.to(self.device))
 
     @torch.no_grad()
@@ -172,16 +241,17 @@ class Pipeline:
         return feats.float().cpu().numpy()
 
     @staticmethod
-    def _joints(features: np.ndarray) -> np.ndarray:
-        return features_to_joints(torch.from_numpy(features).double()).float().numpy()
+    def _joints(features: np.ndarray, foot_lock: bool = True) -> np.ndarray:
+        return clean_joints(features, foot_lock=foot_lock)
 
     def _generator(self, seed: int) -> torch.Generator:
         return torch.Generator(device=self.device).manual_seed(int(seed))
 
     @torch.no_grad()
     def generate(self, segments, seed: int = 0, guidance: float = 3.0, steps: int = 10,
-                 temperature: float = 1.0) -> MotionResult:
-        """segments: [(text, seconds or None), ...] -> MotionResult. Same seed → same joints."""
+                 temperature: float = 1.0, foot_lock: bool = True) -> MotionResult:
+        """segments: [(text, seconds or None), ...] -> MotionResult. Same seed → same joints.
+        `foot_lock`: lock the feet the model predicts as planted (module docstring); off keeps them as decoded."""
         t0 = time.perf_counter()
         texts, n_tok = self._plan(segments, seed)
         cond = self._text(texts)
@@ -190,26 +260,30 @@ class Pipeline:
         codes = self.backend.sample(cond, seg_ids, self._generator(seed), guidance, steps, temperature)
         t2 = time.perf_counter()
         features = self._decode(codes)
-        joints = self._joints(features)
+        joints = self._joints(features, foot_lock)
         t3 = time.perf_counter()
         return self._result(joints, features, codes, n_tok, texts, seed, guidance,
-                            {"text_s": t1 - t0, "tokens_s": t2 - t1, "decode_s": t3 - t2, "total_s": t3 - t0})
+                            {"text_s": t1 - t0, "tokens_s": t2 - t1, "decode_s": t3 - t2, "total_s": t3 - t0},
+                            foot_lock)
 
-    def _result(self, joints, features, codes, n_tok, texts, seed, guidance, timings):
+    def _result(self, joints, features, codes, n_tok, texts, seed, guidance, timings, foot_lock=True):
         fpt = frames_per_token()
         bounds = [0] + list(np.cumsum([n * fpt for n in n_tok]).astype(int))
         return MotionResult(joints, features, codes.cpu(), [int(b) for b in bounds], list(texts),
-                            [n * fpt / FPS for n in n_tok], int(seed), float(guidance), self.model_id, timings)
+                            [n * fpt / FPS for n in n_tok], int(seed), float(guidance), self.model_id, timings,
+                            bool(foot_lock))
 
     @torch.no_grad()
     def regenerate_segment(self, result: MotionResult, index: int, *, seed: int, text: str | None = None,
-                           guidance: float | None = None, steps: int = 10, margin_tokens: int = 2) -> MotionResult:
+                           guidance: float | None = None, steps: int = 10, margin_tokens: int = 2,
+                           foot_lock: bool = True) -> MotionResult:
         """Regenerates segment `index` (0-based) with a new seed and/or text; every other token stays.
 
         The tokens of the segment plus `margin_tokens` on each side (the two transitions) are resampled.
         Decoded features are spliced: outside the resampled tokens ± the decoder's receptive field they are
         copied bit for bit from `result`, so the other segments' poses stay exactly as they were (their
-        global placement after the edit follows the new segment's root path).
+        global placement after the edit follows the new segment's root path). The output joints are cleaned
+        again from the spliced features (`foot_lock` as in `generate`).
         """
         S = len(result.texts)
         if not 0 <= index < S:
@@ -236,5 +310,12 @@ class Pipeline:
         f_hi = min(len(new_feats), (hi + DECODER_CONTEXT_TOKENS) * fpt)
         features = result.features.copy()
         features[f_lo:f_hi] = new_feats[f_lo:f_hi]
-        joints = self._joints(features)
-        return self._result(joints, features, codes, n_tok, texts, seed, g, {})
+        joints = self._joints(features, foot_lock)
+        if result.foot_lock == foot_lock and f_lo > 0:
+            # the clean-up (floor, foot lock) looks a few frames across: before the edit, keep the shown joints
+            # bit for bit, easing into the new ones over frames whose tokens were kept (nearly equal features)
+            fade = min(EDIT_FADE_FRAMES, f_hi - f_lo)
+            w = (np.arange(1, fade + 1) / (fade + 1))[:, None, None]
+            joints[f_lo:f_lo + fade] = (1 - w) * result.joints[f_lo:f_lo + fade] + w * joints[f_lo:f_lo + fade]
+            joints[:f_lo] = result.joints[:f_lo]
+        return self._result(joints, features, codes, n_tok, texts, seed, g, {}, foot_lock)

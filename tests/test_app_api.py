@@ -14,7 +14,16 @@ gradio_client = pytest.importorskip("gradio_client")
 
 
 @pytest.fixture(scope="module")
-def server(app_server):
+def vocab_bundle(tiny_bundle, mini_dir):
+    """The tiny bundle gets a vocabulary of its training captions (as `python -m kmm vocabulary` writes it)."""
+    from kmm.vocabulary import build_vocabulary
+
+    build_vocabulary([mini_dir]).save(tiny_bundle)
+    return tiny_bundle
+
+
+@pytest.fixture(scope="module")
+def server(vocab_bundle, app_server):
     return app_server
 
 
@@ -35,15 +44,28 @@ def test_generate_two_segments(client):
     assert data["joints"].shape == (100, 22, 3)
     assert list(data["boundaries"]) == [0, 60, 100]
     assert list(data["segment_texts"]) == ["a person walks forward", "sits down"]
-    assert os.path.basename(npz) == "kmm_0_100frames.npz" and bvh.endswith("kmm_0_100frames.bvh")
+    assert os.path.basename(npz) == "kmm_seed0_2seg_100frames.npz" and bvh.endswith("kmm_seed0_2seg_100frames.bvh")
     assert "Frames: 100" in open(bvh).read()
     assert info["frames"] == 100 and "bundled weights" in info["weights"]
 
 
+def test_info_lists_closest_training_captions(client):
+    from kmm.vocabulary import WARN_BELOW
+
+    _, _, info = client.predict("a person walks. a person does a triple backflip on a unicycle", "2", 0, 3.0, 4,
+                                "kmm", api_name="/generate")
+    walk, odd = info["segments"]
+    assert walk["closest_captions"] and "walk" in walk["closest_captions"][0]["caption"]
+    sims = [c["similarity"] for c in walk["closest_captions"]]
+    assert sims == sorted(sims, reverse=True) and "warning" not in walk
+    assert odd["closest_captions"][0]["similarity"] < WARN_BELOW
+    assert odd["warning"].startswith("⚠️ nothing like 'a person does a triple backflip on a unicycle'")
+
+
 def test_generate_auto_length_and_other_model(client):
-    npz, _, info = client.predict("a person jumps", "auto", 3, 2.0, 4, "transformer", api_name="/generate")
+    npz, _, info = client.predict("a person jumps", "auto", 3, 2.0, 4, "bamm", api_name="/generate")
     assert _load(npz)["joints"].shape[0] == info["frames"] > 0
-    assert info["model_id"].endswith("transformer") and info["seed"] == 3
+    assert info["model_id"].endswith("bamm") and info["seed"] == 3
 
 
 def test_non_latin_text_is_allowed_with_a_note(client):
@@ -60,6 +82,7 @@ def test_non_latin_text_is_allowed_with_a_note(client):
     ("walk, then sit", "3,2,2", 0, "kmm", "Lengths has 3 entries"),
     (". ".join(["walk"] * 65), "auto", 0, "kmm", "the limit is 64"),
     ("walk", "3", -1, "kmm", "Seed must be"),
+    ("🙂🙂, then !!", "3", 0, "kmm", "Segment 1 ('🙂🙂') has no words"),
     ("walk", "3", 0, "gpt-5", "gpt-5 is not in the list of choices"),  # gradio checks the dropdown
 ])
 def test_bad_input_gives_clear_message(client, prompt, lengths, seed, model, message):

@@ -112,3 +112,26 @@ def test_npz_round_trip(clips, tmp_path):
     assert bare["features"] is None and bare["segment_texts"] == [] and bare["seed"] == -1
     with pytest.raises(ValueError):
         save_motion_npz(tmp_path / "bad.npz", joints, extra={"seed": 1})
+
+
+SHIPPED = __import__("pathlib").Path(__file__).resolve().parents[1] / "assets" / "kmm"
+
+
+@pytest.mark.skipif(not (SHIPPED / "kmm").is_dir(), reason="shipped weights not present")
+def test_generated_timeline_bvh_matches_its_npz_within_3cm(tmp_path):
+    """A generated 3-segment timeline written as .bvh (offsets = the one rest skeleton) and .npz: the file read
+    back by the PyPI parser and our own FK gives the .npz joints at every joint and frame; bones are constant."""
+    from kmm.motion.retarget import REST_OFFSETS, bone_lengths
+    from kmm.pipeline import Pipeline
+
+    pipe = Pipeline.from_pretrained(SHIPPED, "kmm")
+    out = pipe.generate([("a person walks forward", 2.0), ("a person turns left", 1.6), ("a person waves", 2.0)],
+                        seed=0)
+    write_bvh(tmp_path / "t.bvh", out.joints, offsets=REST_OFFSETS)
+    save_motion_npz(tmp_path / "t.npz", out.joints, features=out.features, boundaries=out.boundaries)
+    joints = load_motion_npz(tmp_path / "t.npz")["joints"].astype(np.float64)
+    with open(tmp_path / "t.bvh") as fh:
+        positions = _bvh_positions(bvh_pkg.Bvh(fh.read()))
+    err = np.stack([np.linalg.norm(positions[n] - joints[:, j], axis=-1) for j, n in enumerate(JOINT_NAMES)])
+    assert err.max() < 0.03, err.max()
+    assert bone_lengths(joints).std(0).max() < 0.01

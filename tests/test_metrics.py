@@ -197,3 +197,54 @@ def test_mean_ci95_known_values():
     assert mean_ci95([4.0, 4.0, 4.0]) == (4.0, 0.0)
     with pytest.raises(ValueError):
         mean_ci95([])
+
+
+# --- physical plausibility ---------------------------------------------------------------------------
+
+def _on_floor(n_frames=40):
+    return _standing(n_frames) - np.array([0.0, 0.3, 0.0])       # toes on y = 0
+
+
+def test_float_penetration_airborne_on_a_standing_body():
+    from kmm.eval.metrics import airborne_stats, foot_float, foot_penetration
+
+    x = _on_floor()
+    assert foot_float(x) == 0.0 and foot_penetration(x) == 0.0
+    assert airborne_stats(x) == {"airborne_share": 0.0, "airborne_max_s": 0.0}
+    assert foot_float(x + np.array([0.0, 0.1, 0.0])) == pytest.approx(0.1)
+    assert foot_penetration(x - np.array([0.0, 0.04, 0.0])) == pytest.approx(0.04)
+
+
+def test_airborne_time_counts_the_longest_run_off_the_ground():
+    from kmm.eval.metrics import airborne_stats, foot_float
+
+    x = _on_floor(40)
+    x[10:16, :, 1] += 0.3                                       # 6 frames = 0.3 s up
+    x[20:36, :, 1] += 1.0                                       # 16 frames = 0.8 s up
+    stats = airborne_stats(x, fps=FPS)
+    assert stats["airborne_max_s"] == pytest.approx(16 / FPS)
+    assert stats["airborne_share"] == pytest.approx(22 / 40)
+    assert foot_float(x) > 0.3   # a body hovering still is floating: its still feet should be on the floor
+
+
+def test_bone_length_spread_zero_on_a_rigid_body_and_measures_stretch():
+    from kmm.eval.metrics import bone_length_spread, plausibility
+
+    x = _on_floor(20)
+    assert bone_length_spread(x) == pytest.approx(0.0, abs=1e-12)
+    y = x.copy()
+    y[::2, 20, 0] += 0.1                                         # the left wrist jumps 10 cm every other frame
+    short = np.linalg.norm(x[0, 20] - x[0, 18])
+    long = np.linalg.norm(y[0, 20] - y[0, 18])
+    assert bone_length_spread(y) == pytest.approx((long - short) / 2)
+    assert set(plausibility(x)) == {"float_m", "penetration_m", "airborne_share", "airborne_max_s", "bone_spread_m"}
+
+
+def test_plausibility_of_real_clips(mini_motions):
+    from kmm.eval.metrics import plausibility
+
+    level = [j for j in mini_motions.values() if j[:, 0, 1].max() < 1.2]    # on the floor (no climbing clips)
+    assert level
+    for joints in level[:4]:
+        p = plausibility(joints.astype(np.float64))
+        assert p["penetration_m"] < 0.005 and p["float_m"] < 0.05 and p["bone_spread_m"] < 0.005

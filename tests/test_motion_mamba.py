@@ -5,6 +5,7 @@ import dataclasses
 import json
 
 import numpy as np
+import pytest
 import torch
 
 from kmm.config import MotionMambaConfig, MotionVAEConfig, TextConfig
@@ -237,3 +238,44 @@ def test_training_stages_run_save_and_resume(tmp_path):
     z = sample_latents(loaded, torch.randn(1, 1, 384), torch.zeros(1, 6, dtype=torch.long),
                        torch.Generator().manual_seed(0), steps=2)
     assert vae.decode(z).shape == (1, 24, 263)
+
+
+# --- timelines with the shipped weights -----------------------------------------------------------------
+
+SHIPPED = __import__("pathlib").Path(__file__).resolve().parents[1] / "assets" / "kmm"
+_CHAINS = ((1, 4, 7), (2, 5, 8), (16, 18, 20), (17, 19, 21), (0, 3, 6, 9, 12, 15))   # legs, arms, spine + head
+
+
+def _chain_ratio(joints, rest_offsets):
+    """Largest length of a limb chain (hip-knee-ankle, shoulder-elbow-wrist, pelvis-head) over its rest length."""
+    x = np.asarray(joints, dtype=np.float64)
+    worst = 0.0
+    for chain in _CHAINS:
+        length = sum(np.linalg.norm(x[:, b] - x[:, a], axis=-1) for a, b in zip(chain, chain[1:]))
+        rest = sum(np.linalg.norm(rest_offsets[b]) for b in chain[1:])
+        worst = max(worst, float(length.max() / rest))
+    return worst
+
+
+@pytest.mark.skipif(not (SHIPPED / "motion-mamba").is_dir(), reason="shipped weights not present")
+def test_motion_mamba_timelines_keep_bodies_whole():
+    """Issue #14: "walk forward, then kick with the right leg, then bow" broke the body after the first segment
+    (pelvis ~2 m, limbs ~3x). Split prompts reach the text encoder as "a person kicks ...", and the output sits on
+    the rest skeleton; the raw decoded joints are checked too, so the cause is fixed, not only hidden."""
+    from kmm.motion.retarget import REST_OFFSETS, bone_lengths
+    from kmm.motion.skeleton import FOOT_JOINTS
+    from kmm.pipeline import Pipeline
+    from kmm.segment import split_prompt
+
+    pipe = Pipeline.from_pretrained(SHIPPED, "motion-mamba")
+    texts = split_prompt("a person walks forward, then kicks with the right leg, then bows")
+    rest = np.linalg.norm(REST_OFFSETS[1:], axis=-1)
+    for seed in range(3):
+        out = pipe.generate(list(zip(texts, [2.0, 1.6, 2.0])), seed=seed)
+        j = out.joints
+        assert (bone_lengths(j) / rest).max() < 1.1
+        grounded = j[:, list(FOOT_JOINTS), 1].min(1) < 0.05                  # not in a jump
+        assert j[grounded, 0, 1].max() < 1.3
+        raw = out.raw_joints
+        assert raw[:, 0, 1].max() < 1.5, raw[:, 0, 1].max()
+        assert _chain_ratio(raw, REST_OFFSETS) < 2.5

@@ -1,6 +1,8 @@
 """Text → motion pipeline: token-grid lengths, determinism, joint multi-segment generation, editing, windows."""
+import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -94,3 +96,54 @@ def test_cli_generate_is_deterministic(tiny_bundle, tmp_path, model):
     assert outs[0]["joints"].shape == (180, 22, 3)
     assert np.array_equal(outs[0]["joints"], outs[1]["joints"])
     assert list(outs[0]["segment_texts"]) == ["walk forward", "turn left", "sit down"]
+
+
+# --- output clean-up, text normalisation, optional residual (shipped weights when present) -------------------
+
+SHIPPED = Path(__file__).resolve().parents[1] / "assets" / "kmm"
+
+
+def test_model_text_gives_subjectless_clauses_a_subject():
+    from kmm.pipeline import model_text
+
+    assert model_text("kicks with the right leg") == "a person kicks with the right leg"
+    assert model_text("Walk forward") == "a person walks forward"
+    assert model_text("bows") == "a person bows"
+    assert model_text("punch") == "a person punches"
+    assert model_text("a man waves") == "a man waves" and model_text("someone jumps") == "someone jumps"
+
+
+def test_output_is_on_one_skeleton_and_foot_lock_is_a_switch(pipe):
+    from kmm.motion.retarget import REST_OFFSETS, bone_lengths
+
+    locked = pipe.generate(SEGMENTS, seed=0)
+    free = pipe.generate(SEGMENTS, seed=0, foot_lock=False)
+    rest = np.linalg.norm(REST_OFFSETS[1:], axis=-1)
+    for out in (locked, free):
+        assert np.abs(bone_lengths(out.joints) - rest).max() < 1e-4          # constant bones, the rest skeleton
+    assert np.array_equal(locked.features, free.features)                    # the clean-up never touches features
+    assert locked.foot_lock and not free.foot_lock
+    edit = pipe.regenerate_segment(free, 1, seed=3, foot_lock=False)
+    assert not edit.foot_lock and np.abs(bone_lengths(edit.joints) - rest).max() < 1e-3
+
+
+def _bundle_without_residual(tmp_path, settings: dict | None):
+    for name in ("normalizer.safetensors", "tokenizer", "kmm"):
+        (tmp_path / name).symlink_to(SHIPPED / name)
+    if settings is not None:
+        (tmp_path / "pipeline.json").write_text(json.dumps(settings))
+    return tmp_path
+
+
+@pytest.mark.skipif(not (SHIPPED / "tokenizer").is_dir(), reason="shipped weights not present")
+def test_residual_folder_is_optional(tmp_path):
+    pipe = Pipeline.from_pretrained(_bundle_without_residual(tmp_path, None), "kmm")
+    assert pipe.residual is None and pipe.residual_layers == 0
+    out = pipe.generate([("a person walks forward", 2.0)], seed=0)
+    assert out.joints.shape == (40, 22, 3) and (out.codes[:, 1:] == -1).all()
+
+
+@pytest.mark.skipif(not (SHIPPED / "tokenizer").is_dir(), reason="shipped weights not present")
+def test_asking_for_residual_layers_without_the_folder_is_a_clear_error(tmp_path):
+    with pytest.raises(WeightsError, match="residual"):
+        Pipeline.from_pretrained(_bundle_without_residual(tmp_path, {"residual_layers": 2}), "kmm")

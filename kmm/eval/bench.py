@@ -1,17 +1,20 @@
 """Speed benchmark: wall time from text to joints, and how it grows with timeline length (METHOD.md §5).
 
-    python -m kmm bench --json results/bench.json                      # kmm and transformer, up to 10 min
+    python -m kmm bench --json results/bench.json                      # all models, up to 10 min
+    python -m kmm bench --quick --json /tmp/bench.json                 # smoke test: kmm vs transformer, 1 repeat, up to 1 min
     python -m kmm bench --max-minutes 0.2 --repeats 1                  # a tiny run (CI)
 
-Per model: a 10-s single prompt and a 4 × 10-s timeline, timed `repeats` times after one warm-up (model
-loading excluded); then the scaling curve over timelines of 10 s, 1 min, 5 min and 10 min made of 10-s
-segments (capped by `--max-minutes`). Each curve point runs in a fresh Python process so its memory is
+Every model runs with the same settings (threads, steps, guidance, seeds, timelines). All models are loaded
+first and warmed up once; then a 10-s single prompt and a 4 × 10-s timeline are timed `repeats` times with
+the models interleaved (repeat 1 of every model, then repeat 2, ...), so a background load hits all of
+them alike (model loading excluded). Then the scaling curve over timelines of 10 s, 1 min, 5 min and 10 min
+made of 10-s segments (capped by `--max-minutes`). Each curve point runs in a fresh Python process so its memory is
 its own: the process loads the model, warms up on a 10-s prompt, then generates the timeline once;
 we report its wall time, the peak resident memory of the whole process (`ru_maxrss`, which includes
 loading), and the growth of resident memory during the generation (the highest VmRSS seen by a 5-ms
 sampler thread minus VmRSS just before), plus peak CUDA memory on a GPU. psutil is not required.
-The default run (kmm and transformer, 3 repeats, curve up to 10 min) takes about 5–10 min on one thread
-of a 2-core CPU, most of it in the 5- and 10-min timelines.
+`--threads` defaults to torch's default (one per physical core); the JSON records it, the selective-scan
+path (`hardware.scan`: C kernel or reference) and, for KMM, its time relative to the transformer.
 """
 from __future__ import annotations
 
@@ -25,6 +28,7 @@ import time
 from pathlib import Path
 
 DEFAULT_MODELS = ("kmm", "transformer", "bamm", "motion-mamba")
+QUICK = {"models": ("kmm", "transformer"), "repeats": 1, "max_minutes": 1.0}
 SCALING_SECONDS = (10.0, 60.0, 300.0, 600.0)
 SEGMENT_SECONDS = 10.0
 PROMPTS = ("a person walks forward", "a person waves the right hand", "a person turns to the left",
@@ -51,8 +55,11 @@ def hardware(device: str | None = None) -> dict:
     except OSError:
         pass
     dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    from kmm.ops.scan import cpu_scan_backend
+
     info = {"cpu": cpu, "cores": os.cpu_count(), "threads": torch.get_num_threads(), "torch": torch.__version__,
-            "python": platform.python_version(), "platform": platform.platform(), "device": dev}
+            "python": platform.python_version(), "platform": platform.platform(), "device": dev,
+            "scan": cpu_scan_backend() if dev == "cpu" else "cuda"}
     if dev.startswith("cuda") and torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
     try:
@@ -108,30 +115,44 @@ def time_generate(pipe, segments, repeats: int, steps: int, guidance: float) -> 
     """Wall seconds of `repeats` generations (seeds 0..repeats-1), as a summary with mean ± 95% interval."""
     from kmm.eval.evaluate import summarize
 
-    times = []
-    for r in range(repeats):
-        _sync(pipe.device)
+    return summarize([_time_once(pipe, segments, r, steps, guidance) for r in range(repeats)])
+
+
+def _time_once(pipe, segments, seed: int, steps: int, guidance: float) -> float:
+    _sync(pipe.device)
+    t0 = time.perf_counter()
+    pipe.generate(segments, seed=seed, steps=steps, guidance=guidance)
+    _sync(pipe.device)
+    return time.perf_counter() - t0
+
+
+def bench_models(weights: Path, names, *, repeats: int = 3, steps: int = 10, guidance: float = 3.0,
+                 device: str | None = None) -> dict:
+    """name -> {load_s, single_10s, timeline_4x10s, sha256}; the models' repeats are interleaved."""
+    from kmm.eval.evaluate import bundle_hashes, summarize
+    from kmm.pipeline import Pipeline
+
+    pipes, rows = {}, {}
+    for name in names:
         t0 = time.perf_counter()
-        pipe.generate(segments, seed=r, steps=steps, guidance=guidance)
-        _sync(pipe.device)
-        times.append(time.perf_counter() - t0)
-    return summarize(times)
+        pipes[name] = Pipeline.from_pretrained(weights, generator=name, device=device)
+        rows[name] = {"load_s": time.perf_counter() - t0}
+        pipes[name].generate(timeline(10.0), seed=0, steps=steps, guidance=guidance)   # warm-up (lazy init, caches)
+    for key, segments in (("single_10s", timeline(10.0)), ("timeline_4x10s", timeline(40.0))):
+        times = {name: [] for name in names}
+        for r in range(repeats):
+            for name in names:
+                times[name].append(_time_once(pipes[name], segments, r, steps, guidance))
+        for name in names:
+            rows[name][key] = summarize(times[name])
+    for name in names:
+        rows[name]["sha256"] = bundle_hashes(Path(weights), name)
+    return rows
 
 
 def bench_model(weights: Path, name: str, *, repeats: int = 3, steps: int = 10, guidance: float = 3.0,
                 device: str | None = None) -> dict:
-    from kmm.eval.evaluate import bundle_hashes
-    from kmm.pipeline import Pipeline
-
-    t0 = time.perf_counter()
-    pipe = Pipeline.from_pretrained(weights, generator=name, device=device)
-    load_s = time.perf_counter() - t0
-    single, four = timeline(10.0), timeline(40.0)
-    pipe.generate(single, seed=0, steps=steps, guidance=guidance)            # warm-up (lazy init, caches)
-    return {"load_s": load_s,
-            "single_10s": time_generate(pipe, single, repeats, steps, guidance),
-            "timeline_4x10s": time_generate(pipe, four, repeats, steps, guidance),
-            "sha256": bundle_hashes(Path(weights), name)}
+    return bench_models(weights, [name], repeats=repeats, steps=steps, guidance=guidance, device=device)[name]
 
 
 def measure_point(weights: Path, name: str, seconds: float, *, steps: int, guidance: float, device: str | None,
@@ -184,20 +205,26 @@ def _point_main(spec: dict) -> None:
 
 
 def run_bench(*, weights="assets/kmm", models=DEFAULT_MODELS, repeats: int = 3, max_minutes: float = 10.0,
-              steps: int = 10, guidance: float = 3.0, device: str | None = None, threads: int = 1,
+              steps: int = 10, guidance: float = 3.0, device: str | None = None, threads: int | None = None,
               log=print) -> dict:
     import torch
 
     t_start = time.perf_counter()
+    if threads is None:
+        threads = torch.get_num_threads()
+    torch.set_num_threads(threads)
     weights = Path(weights)
     lengths = [s for s in SCALING_SECONDS if s <= max_minutes * 60 + 1e-9]
     out = {"kind": "kmm-bench", "hardware": hardware(device), "weights": str(weights), "repeats": repeats,
            "steps": steps, "guidance": guidance, "max_minutes": max_minutes, "segment_seconds": SEGMENT_SECONDS,
            "models": {}}
+    rows = bench_models(weights, models, repeats=repeats, steps=steps, guidance=guidance, device=device)
     for name in models:
-        t0 = time.perf_counter()
-        row = bench_model(weights, name, repeats=repeats, steps=steps, guidance=guidance, device=device)
+        row = rows[name]
         log(f"{name}: 10 s prompt {row['single_10s']['mean']:.3f} s, 4 x 10 s {row['timeline_4x10s']['mean']:.3f} s")
+    for name in models:
+        row = rows[name]
+        t0 = time.perf_counter()
         row["scaling"] = []
         for seconds in lengths:
             point = measure_point(weights, name, seconds, steps=steps, guidance=guidance, device=device,
@@ -205,11 +232,28 @@ def run_bench(*, weights="assets/kmm", models=DEFAULT_MODELS, repeats: int = 3, 
             row["scaling"].append(point)
             log(f"  {name} {seconds / 60:g} min: " + (f"{point['wall_s']:.2f} s" if point.get("wall_s") is not None
                                                       else point.get("error", "failed")))
-        row["wall_s"] = time.perf_counter() - t0
+        row["wall_s"] = time.perf_counter() - t0             # its scaling curve
         out["models"][name] = row
+    if "kmm" in rows and "transformer" in rows:
+        out["kmm_vs_transformer"] = relative_speed(out["models"]["kmm"], out["models"]["transformer"])
+        log("kmm / transformer time: " + ", ".join(f"{k} {v:.2f}" for k, v in out["kmm_vs_transformer"].items()
+                                                  if v is not None))
     out["hardware"]["threads"] = torch.get_num_threads()
     out["wall_s"] = time.perf_counter() - t_start
     return out
+
+
+def relative_speed(kmm: dict, transformer: dict) -> dict:
+    """KMM's time divided by the transformer's (< 1: KMM is faster) per measured length, from the same run."""
+    ratio = {}
+    for key in ("single_10s", "timeline_4x10s"):
+        a, b = (kmm.get(key) or {}).get("mean"), (transformer.get(key) or {}).get("mean")
+        ratio[key] = a / b if a and b else None
+    points = {p["seconds"]: p.get("wall_s") for p in transformer.get("scaling", [])}
+    for p in kmm.get("scaling", []):
+        a, b = p.get("wall_s"), points.get(p["seconds"])
+        ratio[f"timeline_{p['seconds']:g}s"] = a / b if a and b else None
+    return ratio
 
 
 # ----------------------------------------------------------------------------------------------
@@ -219,14 +263,18 @@ def run_bench(*, weights="assets/kmm", models=DEFAULT_MODELS, repeats: int = 3, 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="time text-to-joints per model and its growth with timeline length",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--json", type=Path, default=Path("results/bench.json"))
+    p.add_argument("--json", type=Path, default=None,
+                   help="output file (default results/bench.json; with --quick nothing is written unless given)")
     p.add_argument("--weights", type=Path, default=Path("assets/kmm"), help="generator bundle folder")
-    p.add_argument("--models", default=",".join(DEFAULT_MODELS), help="comma list of kmm, kmm-random, transformer, bamm, motion-mamba")
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--max-minutes", type=float, default=10.0, help="longest timeline of the scaling curve")
+    p.add_argument("--models", default=None,
+                   help=f"comma list of kmm, kmm-random, transformer, bamm, motion-mamba (default {','.join(DEFAULT_MODELS)})")
+    p.add_argument("--repeats", type=int, default=None, help="timed repeats per model (default 3)")
+    p.add_argument("--max-minutes", type=float, default=None, help="longest timeline of the scaling curve (default 10)")
+    p.add_argument("--quick", action="store_true",
+                   help="smoke test: kmm and transformer, 1 repeat, curve up to 1 min (explicit options still win)")
     p.add_argument("--steps", type=int, default=10, help="mask-predict steps")
     p.add_argument("--guidance", type=float, default=3.0)
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's, one per core)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
     p.set_defaults(func=cmd_bench)
 
@@ -239,23 +287,32 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from kmm.model.weights import WeightsError
     from kmm.pipeline import GENERATOR_NAMES
 
-    torch.set_num_threads(args.threads)
-    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    if args.threads is not None:
+        if args.threads < 1:
+            raise CliError("--threads must be at least 1")
+        torch.set_num_threads(args.threads)
+    preset = QUICK if args.quick else {"models": DEFAULT_MODELS, "repeats": 3, "max_minutes": 10.0}
+    models = [m.strip() for m in (args.models or ",".join(preset["models"])).split(",") if m.strip()]
+    repeats = preset["repeats"] if args.repeats is None else args.repeats
+    max_minutes = preset["max_minutes"] if args.max_minutes is None else args.max_minutes
     bad = [m for m in models if m not in GENERATOR_NAMES]
     if bad or not models:
         raise CliError(f"unknown model(s) {bad}; choose from {', '.join(GENERATOR_NAMES)}")
-    if args.repeats < 1:
+    if repeats < 1:
         raise CliError("--repeats must be at least 1")
     try:
-        result = run_bench(weights=args.weights, models=models, repeats=args.repeats, max_minutes=args.max_minutes,
-                           steps=args.steps, guidance=args.guidance, device=args.device, threads=args.threads,
+        result = run_bench(weights=args.weights, models=models, repeats=repeats, max_minutes=max_minutes,
+                           steps=args.steps, guidance=args.guidance, device=args.device,
+                           threads=torch.get_num_threads(),
                            log=lambda m: print(m, file=sys.stderr, flush=True))
     except WeightsError as e:
         raise CliError(str(e)) from None
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=2) + "\n")
+    out = args.json or (None if args.quick else Path("results/bench.json"))
     print(render_bench(result))
-    print(f"\nwrote {args.json} ({result['wall_s']:.0f} s)")
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=2) + "\n")
+        print(f"\nwrote {out} ({result['wall_s']:.0f} s)")
     return 0
 
 

@@ -304,6 +304,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", type=Path, default=Path("results/breadth.json"))
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--device", default=None)
+    p.add_argument("--append", action="store_true", help="add these models to the existing --json file")
     p.set_defaults(func=cmd_breadth)
 
 
@@ -324,10 +325,16 @@ def cmd_breadth(args: argparse.Namespace) -> int:
         log(f"check {name:15s} positives {v['pass_positives']} (n={v['positives']})  "
             f"others {v['pass_negatives']} (n={v['negatives']})")
     models = [m.strip() for m in args.models.split(",") if m.strip()]
-    result = {"validation": validation, "prompts_in_training_captions": overlap, "seconds": SECONDS,
+    result = {"kind": "kmm-breadth", "validation": validation, "prompts_in_training_captions": overlap, "seconds": SECONDS,
               "n_seeds": args.seeds,
               "models": run_breadth(args.weights, models, args.seeds, device=args.device, log=log)}
     result["wall_s"] = round(time.time() - t0, 1)
+    if args.append and args.json.is_file():
+        old = json.loads(args.json.read_text())
+        if old.get("n_seeds") != result["n_seeds"] or old.get("seconds") != result["seconds"]:
+            raise SystemExit("cannot append: seeds or length differ")
+        result["models"] = {**old["models"], **result["models"]}
+        result["wall_s"] += old.get("wall_s", 0)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=2) + "\n")
     print(render_breadth(result))

@@ -12,6 +12,10 @@ What is measured, per model (ground truth "gt" included) and per seed:
   mean 60-frame jerk curve around the boundaries (m/s³ — divide by 20³ = 8000 for FlowMDM's m/frame³),
   AUJ against the mean jerk of the split's real clips; transition FID between the boundary windows and
   60-frame centre windows of the real clips.
+- physical plausibility (`metrics.plausibility`, floor y = 0): float (mean height of the lowest foot above the
+  floor while it carries the body), penetration (mean depth below the floor), airborne share and longest time
+  off the ground, bone-length spread (std over frames, max over bones); foot skating both of the shown joints
+  (after the pipeline's clean-up: one skeleton, grounded root, foot lock) and of the raw decoded joints.
 Generated motions use each selected clip's first caption and its true length clamped to the pipeline's
 1–20 s (then the 0.2 s token grid); real motions are cut at 20 s. Real and generated joints go through
 the same ``joints_to_features`` before the evaluator sees them. Every number is reported as mean ± 95%
@@ -40,7 +44,17 @@ import numpy as np
 DEFAULT_MODELS = ("gt", "kmm", "kmm-random", "transformer", "bamm", "motion-mamba")
 TRANSITION_WINDOW = 60   # frames around each boundary (3 s at 20 fps), FlowMDM
 METRICS = ("r_precision_top1", "r_precision_top2", "r_precision_top3", "mm_dist", "fid", "diversity",
-           "multimodality", "foot_skating", "peak_jerk", "auj", "transition_fid", "ait_s")
+           "multimodality", "foot_skating", "peak_jerk", "auj", "transition_fid", "ait_s",
+           "foot_skating_raw", "float_m", "penetration_m", "airborne_share", "airborne_max_s", "bone_spread_m")
+PLAUSIBILITY = ("float_m", "penetration_m", "airborne_share", "airborne_max_s", "bone_spread_m")
+
+
+def plausibility_means(joints: list) -> dict:
+    """Mean over motions of each `metrics.plausibility` number (nan-skipping: a motion may have no support)."""
+    from kmm.eval.metrics import plausibility
+
+    rows = [plausibility(j) for j in joints if len(j) >= 2]
+    return {k: float(np.nanmean([r[k] for r in rows])) if rows else None for k in PLAUSIBILITY}
 
 
 @dataclass
@@ -75,7 +89,7 @@ def select_items(dataset, split: str, max_texts: int | None = None, seed: int = 
     from kmm.motion.skeleton import FPS
     from kmm.segment import MAX_SECONDS, MIN_SECONDS
 
-    clips = dataset.clips(split)
+    clips = [c for c in dataset.clips(split) if c.captions]   # uninformative labels have no sentence
     if max_texts and len(clips) > max_texts:
         keep = np.sort(np.random.default_rng(seed).choice(len(clips), size=max_texts, replace=False))
         clips = [clips[i] for i in keep]
@@ -144,7 +158,9 @@ def score_ground_truth(evaluator, items: list[EvalItem], seeds, reference: RealR
     motion_emb = evaluator.encode_joints([it.joints for it in items])
     reference = reference or RealReference(motion_emb, np.zeros((0, motion_emb.shape[1])), float("nan"))
     skate = float(np.mean([foot_skating_ratio(it.joints) for it in items if len(it.joints) >= 2]))
-    rows = [{**embedding_metrics(text_emb, motion_emb, reference, s, batch_size), "foot_skating": skate}
+    physical = plausibility_means([it.joints for it in items])
+    rows = [{**embedding_metrics(text_emb, motion_emb, reference, s, batch_size), "foot_skating": skate,
+             "foot_skating_raw": skate, **physical}
             for s in seeds]
     return _collect(rows)
 
@@ -166,6 +182,9 @@ def score_generator(pipe, evaluator, items: list[EvalItem], seeds, reference: Re
         emb = evaluator.encode_joints(joints)
         row = embedding_metrics(text_emb, emb, reference, s, batch_size)
         row["foot_skating"] = float(np.mean([foot_skating_ratio(j) for j in joints]))
+        # the decoded joints before the pipeline's clean-up (skeleton, floor, foot lock): what the model itself does
+        row["foot_skating_raw"] = float(np.mean([foot_skating_ratio(r.raw_joints) for r in results]))
+        row.update(plausibility_means(joints))
         row["ait_s"] = float(np.mean([r.timings["total_s"] for r in results]))
         # 2. multimodality: several generations of the same few texts
         mm_items = items[:mm_texts]
@@ -274,7 +293,26 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--transition-segments", type=int, default=32, help="segments in the transition timeline")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
+    p.add_argument("--append", action="store_true",
+                   help="add these models' rows to the existing --json file (same split, texts, seeds, settings "
+                        "and evaluator, checked); for models trained after the rest")
     p.set_defaults(func=cmd_evaluate)
+
+
+def merge_results(old: dict, new: dict) -> dict:
+    """`old` with `new`'s model rows added; refuses results measured under a different protocol."""
+    for key in ("kind", "split", "data", "seeds", "n_texts", "n_real", "evaluator"):
+        if old.get(key) != new.get(key):
+            raise ValueError(f"cannot append: {key!r} differs ({old.get(key)!r} vs {new.get(key)!r})")
+    a = {k: v for k, v in old["settings"].items() if k != "threads"}
+    b = {k: v for k, v in new["settings"].items() if k != "threads"}
+    if a != b:
+        raise ValueError(f"cannot append: settings differ ({a} vs {b})")
+    merged = dict(old)
+    merged["models"] = {**old["models"], **new["models"]}
+    merged["wall_s"] = old.get("wall_s", 0) + new.get("wall_s", 0)
+    merged.setdefault("appended", []).append({"models": list(new["models"]), "arguments": new.get("arguments")})
+    return merged
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -302,6 +340,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         raise CliError(str(e).strip("'\"")) from None
     result["arguments"] = {k: v if isinstance(v, (int, float, type(None))) else str(v)
                            for k, v in vars(args).items() if k != "func"}
+    if args.append and args.json.is_file():
+        try:
+            result = merge_results(json.loads(args.json.read_text()), result)
+        except ValueError as e:
+            raise CliError(str(e)) from None
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=2) + "\n")
     print(render_eval(result))

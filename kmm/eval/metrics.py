@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import linalg, stats
 
-from kmm.motion.skeleton import FOOT_JOINTS, FPS
+from kmm.motion.skeleton import FOOT_JOINTS, FPS, PARENTS
 
 
 def _as_2d(x: np.ndarray, name: str) -> np.ndarray:
@@ -270,6 +270,71 @@ def foot_skating_ratio(
     speed = np.linalg.norm(np.diff(feet[..., [0, 2]], axis=0), axis=-1) * fps  # (T-1, F) m/s
     skating = (on_floor & (speed > speed_thresh)).any(-1)  # (T-1,)
     return float(skating.mean())
+
+
+# --- physical plausibility (ours) -------------------------------------------------------------------
+# The floor is y = 0 (the data folders' convention); generated joints are scored as they are shown.
+
+AIRBORNE_HEIGHT = 0.05    # m: the lowest foot joint higher than this is off the ground
+SUPPORT_SPEED = 1.0       # m/s: a lowest foot joint slower than this is carrying the body
+
+
+def _lowest_foot(joints: np.ndarray, fps: float, foot_joints=FOOT_JOINTS) -> tuple[np.ndarray, np.ndarray]:
+    """(T, J, 3) -> height (T,) of the lowest foot joint, speed (T,) m/s of that same joint (central)."""
+    joints = np.asarray(joints, dtype=np.float64)
+    if joints.ndim != 3 or joints.shape[-1] != 3 or joints.shape[0] < 2:
+        raise ValueError(f"joints must be (T >= 2, J, 3), got shape {joints.shape}")
+    feet = joints[:, list(foot_joints)]                                        # (T, F, 3)
+    low = feet[..., 1].argmin(axis=1)                                          # (T,)
+    vel = np.gradient(feet, axis=0) * fps                                      # (T, F, 3)
+    rows = np.arange(len(feet))
+    return feet[rows, low, 1], np.linalg.norm(vel[rows, low], axis=-1)
+
+
+def foot_float(joints: np.ndarray, fps: float = FPS, foot_joints=FOOT_JOINTS) -> float:
+    """Mean height (m) of the lowest foot joint above the floor on frames where it carries the body (slower than
+    SUPPORT_SPEED): a body that stands, walks or lands touches the floor, so real motion scores about 0.
+    Below the floor counts as 0 here (see :func:`foot_penetration`); nan when no frame is supported.
+
+    A body standing still 0.1 m above the floor: 0.1.
+    """
+    height, speed = _lowest_foot(joints, fps, foot_joints)
+    supported = speed < SUPPORT_SPEED
+    return float(np.maximum(height[supported], 0.0).mean()) if supported.any() else float("nan")
+
+
+def foot_penetration(joints: np.ndarray, foot_joints=FOOT_JOINTS) -> float:
+    """Mean depth (m) of the lowest foot joint below the floor, over all frames (0 when never below)."""
+    joints = np.asarray(joints, dtype=np.float64)
+    low = joints[:, list(foot_joints), 1].min(axis=1)
+    return float(np.maximum(-low, 0.0).mean())
+
+
+def airborne_stats(joints: np.ndarray, fps: float = FPS, foot_joints=FOOT_JOINTS,
+                   height: float = AIRBORNE_HEIGHT) -> dict:
+    """Time off the ground: {"airborne_share": share of frames whose lowest foot is above `height`,
+    "airborne_max_s": the longest such run in seconds}. A real standing jump is off the ground 0.5-0.7 s."""
+    joints = np.asarray(joints, dtype=np.float64)
+    off = joints[:, list(foot_joints), 1].min(axis=1) > height                # (T,)
+    longest, run = 0, 0
+    for v in off:
+        run = run + 1 if v else 0
+        longest = max(longest, run)
+    return {"airborne_share": float(off.mean()), "airborne_max_s": longest / float(fps)}
+
+
+def bone_length_spread(joints: np.ndarray) -> float:
+    """Largest over bones of the standard deviation over frames of the bone's length (m): 0 on one fixed
+    skeleton; how much a decoded body stretches and shrinks otherwise."""
+    joints = np.asarray(joints, dtype=np.float64)
+    lengths = np.linalg.norm(joints[:, 1:] - joints[:, list(PARENTS[1:])], axis=-1)   # (T, 21)
+    return float(lengths.std(axis=0).max())
+
+
+def plausibility(joints: np.ndarray, fps: float = FPS) -> dict:
+    """All of the above for one motion: float_m, penetration_m, airborne_share, airborne_max_s, bone_spread_m."""
+    return {"float_m": foot_float(joints, fps), "penetration_m": foot_penetration(joints),
+            **airborne_stats(joints, fps), "bone_spread_m": bone_length_spread(joints)}
 
 
 # --- reporting --------------------------------------------------------------------------------------

@@ -14,6 +14,11 @@ EVAL_COLUMNS = (
     ("fid", "FID ↓", 3), ("mm_dist", "MM-Dist ↓", 3), ("diversity", "Diversity →", 3),
     ("multimodality", "MModality ↑", 3), ("foot_skating", "Skate ↓", 3),
 )
+PHYSICAL_COLUMNS = (
+    ("foot_skating_raw", "Skate raw ↓", 3), ("foot_skating", "Skate shown ↓", 3), ("float_m", "Float (m) ↓", 3),
+    ("penetration_m", "Below floor (m) ↓", 3), ("airborne_max_s", "Longest air (s)", 2),
+    ("bone_spread_m", "Bone spread (m) ↓", 4),
+)
 TRANSITION_COLUMNS = (
     ("peak_jerk", "PJ (m/s³) ↓", 1), ("auj", "AUJ (m/s³) ↓", 0), ("transition_fid", "Trans. FID ↓", 3),
     ("ait_s", "AIT (s) ↓", 3),
@@ -49,6 +54,15 @@ def render_eval(result: dict) -> str:
     rows = [[MODEL_TITLES.get(n, n)] + [fmt_value(m["metrics"].get(k), d) for k, _, d in EVAL_COLUMNS]
             for n, m in models.items()]
     lines += _table(["Model"] + [t for _, t, _ in EVAL_COLUMNS], rows)
+    if any(m["metrics"].get("float_m") is not None for m in models.values()):
+        lines += ["", "### Physical plausibility (floor y = 0)", "",
+                  "Skate raw: the decoded joints; shown: after the pipeline's clean-up (one skeleton, grounded root, "
+                  "foot lock). Float: mean height of the lowest foot while it carries the body; longest air: the "
+                  "longest time with both feet more than 5 cm up; bone spread: std of a bone's length over frames, "
+                  "worst bone.", ""]
+        rows = [[MODEL_TITLES.get(n, n)] + [fmt_value(m["metrics"].get(k), d) for k, _, d in PHYSICAL_COLUMNS]
+                for n, m in models.items()]
+        lines += _table(["Model"] + [t for _, t, _ in PHYSICAL_COLUMNS], rows)
     gens = {n: m for n, m in models.items() if n != "gt"}
     if gens:
         lines += ["", f"### Transitions ({s.get('transition_segments', '?')} segments in one timeline, "
@@ -107,13 +121,22 @@ def render(results: list[dict]) -> str:
             parts.append(render_eval(r))
         elif kind == "kmm-bench":
             parts.append(render_bench(r))
+        elif kind == "kmm-breadth":
+            from kmm.eval.breadth import render_breadth
+
+            parts.append(f"### Breadth: common actions judged by kinematic checks\n\n"
+                         f"`python -m kmm breadth`: {r['n_seeds']} seeds × one paraphrased prompt each, "
+                         f"{r['seconds']:g} s per motion; each check validated first on real held-out clips "
+                         f"(pass rate on clips whose caption names the action, and on the others).\n\n"
+                         + render_breadth(r))
         else:
-            raise ValueError(f"unknown result kind {kind!r} (expected kmm-eval or kmm-bench)")
+            raise ValueError(f"unknown result kind {kind!r} (expected kmm-eval, kmm-bench or kmm-breadth)")
     return "\n\n".join(parts) + "\n"
 
 
 README_START, README_END = "<!-- results:start -->", "<!-- results:end -->"
-README_HEADER = ("## Results\n\nRendered by `python -m kmm report results/eval.json results/bench.json --readme README.md` "
+README_HEADER = ("## Results\n\nRendered by `python -m kmm report results/eval.json results/bench.json results/breadth.json "
+                 "--readme README.md` "
                  "from the JSON files committed in `results/`.\n\n")
 
 

@@ -15,7 +15,33 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
-from kmm.ops.scan import selective_scan
+from kmm.ops import cpu_kernel
+from kmm.ops.scan import cpu_fast_path, selective_scan, selective_scan_cpu
+
+_CAUSAL_CONV = None  # cached import result: causal_conv1d_fn, or False
+
+
+def causal_conv1d_kernel():
+    """`causal_conv1d.causal_conv1d_fn` when installed (GPU-only package, optional like mamba-ssm), else None."""
+    global _CAUSAL_CONV
+    if _CAUSAL_CONV is None:
+        try:
+            from causal_conv1d import causal_conv1d_fn
+
+            _CAUSAL_CONV = causal_conv1d_fn
+        except Exception:  # noqa: BLE001 - any import failure means "no fused kernel"
+            _CAUSAL_CONV = False
+    return _CAUSAL_CONV or None
+
+
+def causal_conv1d(x, conv: nn.Conv1d, activation: bool = True):
+    """Depthwise causal convolution + SiLU, (B, D, L) -> (B, D, L): one F.conv1d with left padding
+    (the layer pads both sides; the right overhang is cut), or causal_conv1d_fn on CUDA when installed."""
+    fn = causal_conv1d_kernel() if x.is_cuda else None
+    if fn is not None:
+        return fn(x, rearrange(conv.weight, "d 1 k -> d k"), conv.bias, activation="silu" if activation else None)
+    y = F.conv1d(x, conv.weight, conv.bias, padding=conv.padding, groups=conv.groups)[..., :x.shape[-1]]
+    return F.silu(y) if activation else y
 
 
 class Mamba(nn.Module):
@@ -39,12 +65,14 @@ class Mamba(nn.Module):
         self.out_proj = nn.Linear(self.d_inner, d_model, bias=False)
 
     def forward(self, x):  # (B, L, d_model) -> (B, L, d_model)
+        if cpu_fast_path(x, self.A_log):   # CPU inference: C kernels (kmm/ops/scan_cpu.c)
+            return self._forward_cpu(x)
         length = x.shape[1]
         # 1. input projection into the scanned branch x and the gate z
         xz = rearrange(self.in_proj(x), "b l d -> b d l")
         x, z = xz.chunk(2, dim=1)                                    # (B, D_in, L) each
         # 2. causal depthwise convolution
-        x = F.silu(self.conv1d(x)[..., :length])
+        x = causal_conv1d(x, self.conv1d)
         # 3. input-dependent Δ, B, C
         x_dbl = self.x_proj(rearrange(x, "b d l -> (b l) d"))
         dt, B, C = torch.split(x_dbl, [self.dt_rank, self.d_state, self.d_state], dim=-1)
@@ -56,6 +84,18 @@ class Mamba(nn.Module):
         y = selective_scan(x, dt, A, B, C, self.D.float(), z=z, delta_bias=self.dt_proj.bias.float(),
                            delta_softplus=True)
         return self.out_proj(rearrange(y, "b d l -> b l d"))
+
+    def _forward_cpu(self, x):  # (B, L, d_model) -> (B, L, d_model); CPU inference, same math as forward
+        # channels-last throughout: the kernels read strided views, so nothing is transposed or copied
+        xz = self.in_proj(x)                                                   # (B, L, 2 D_in): [x | z]
+        x = cpu_kernel.conv_silu(xz, self.conv1d.weight, self.conv1d.bias)    # (B, L, D_in)
+        x_dbl = F.linear(x, self.x_proj.weight)                                # (B, L, R + 2N)
+        dt, B, C = torch.split(x_dbl, [self.dt_rank, self.d_state, self.d_state], dim=-1)
+        dt = F.linear(dt, self.dt_proj.weight)                                 # (B, L, D_in), bias in the scan
+        A = -torch.exp(self.A_log.float())
+        y = selective_scan_cpu(x, dt, A, B, C, self.D, z=xz[..., self.d_inner:], delta_bias=self.dt_proj.bias,
+                               delta_softplus=True)
+        return self.out_proj(y)
 
 
 def reverse_valid(x, lengths):
@@ -85,6 +125,58 @@ class BiMambaBlock(nn.Module):
 
     def forward(self, x, lengths):  # (B, L, d), (B,) -> (B, L, d)
         h = self.norm(x)
-        y = self.fwd(h) + reverse_valid(self.bwd(reverse_valid(h, lengths)), lengths)
+        if cpu_fast_path(h, self.fwd.A_log):
+            y = self._both_cpu(h, lengths)
+        else:
+            y = self.fwd(h) + reverse_valid(self.bwd(reverse_valid(h, lengths)), lengths)
         x = x + self.drop(y)
         return x + self.drop(self.ff(self.norm_ff(x)))
+
+    def _both_cpu(self, h, lengths):  # (B, L, d), (B,) -> (B, L, d); CPU inference, both directions at once
+        """The same sum as forward's, computed as one Mamba with 2·D_in channels in two groups: group 1 runs
+        backward in time over each valid part inside the kernels (no reverse_valid copies), and the two
+        directions' projections are single GEMMs with fused weights (`_fused_weights`). Valid positions match
+        the reference to float rounding; padding positions differ (nothing valid reads them)."""
+        w = self._fused_weights()
+        Din, R, N = self.fwd.d_inner, self.fwd.dt_rank, self.fwd.d_state
+        threads = min(2, torch.get_num_threads())
+        lengths = lengths.to("cpu")
+        # 1. both input projections in one GEMM: columns [x_f | z_f | x_b | z_b]
+        xz = F.linear(h, w["in"])                                                   # (B, L, 4 D_in)
+        # 2. causal convolution (group 1 anti-causal within the valid part) + SiLU
+        x = cpu_kernel.conv_silu(xz, w["conv_w"], w["conv_b"], groups=2, offset=2 * Din, lengths=lengths,
+                                 reverse=(0, 1), threads=threads)                    # (B, L, 2 D_in)
+        # 3. Δ, B, C of both directions: block-diagonal projections, columns [dt_f dt_b | B_f C_f | B_b C_b]
+        x_dbl = F.linear(x, w["x"])                                                 # (B, L, 2R + 4N)
+        dt = F.linear(x_dbl[..., :2 * R], w["dt"])                                  # (B, L, 2 D_in)
+        # 4. the scan, gated by z
+        y = cpu_kernel.scan_fwd(x, dt, w["A_t"], x_dbl[..., 2 * R:], x_dbl[..., 2 * R + N:], w["D"],
+                                xz[..., Din:], w["dt_b"], True, groups=2,
+                                offsets={"B": 2 * N, "C": 2 * N, "z": 2 * Din}, lengths=lengths,
+                                reverse=(0, 1), threads=threads)                    # (B, L, 2 D_in)
+        # 5. both output projections and their sum in one GEMM
+        return F.linear(y, w["out"])                                                # (B, L, d)
+
+    def _fused_weights(self) -> dict:
+        """Both directions' weights laid side by side for `_both_cpu`; rebuilt whenever a parameter changes
+        (its version counter or storage), so training, `load_state_dict` and `.to()` are all seen."""
+        f, b = self.fwd, self.bwd
+        cache = self.__dict__.get("_fused_cache")
+        if cache is not None and all(p.data_ptr() == ptr and p._version == v for p, ptr, v in cache[0]):
+            return cache[1]
+        R, N = f.dt_rank, f.d_state
+        with torch.no_grad():
+            def block_diag(a, c):
+                return torch.block_diag(a.float(), c.float())
+            xf, xb = f.x_proj.weight.float(), b.x_proj.weight.float()                # (R + 2N, D_in)
+            w = {"in": torch.cat([f.in_proj.weight, b.in_proj.weight]).float().contiguous(),
+                 "conv_w": torch.cat([f.conv1d.weight, b.conv1d.weight]).float().contiguous(),
+                 "conv_b": torch.cat([f.conv1d.bias, b.conv1d.bias]).float().contiguous(),
+                 "x": torch.cat([block_diag(xf[:R], xb[:R]), block_diag(xf[R:], xb[R:])]).contiguous(),
+                 "dt": block_diag(f.dt_proj.weight, b.dt_proj.weight).contiguous(),
+                 "dt_b": torch.cat([f.dt_proj.bias, b.dt_proj.bias]).float().contiguous(),
+                 "A_t": (-torch.exp(torch.cat([f.A_log, b.A_log]).float())).t().contiguous(),
+                 "D": torch.cat([f.D, b.D]).float().contiguous(),
+                 "out": torch.cat([f.out_proj.weight, b.out_proj.weight], dim=1).float().contiguous()}
+        self.__dict__["_fused_cache"] = ([(p, p.data_ptr(), p._version) for m in (f, b) for p in m.parameters()], w)
+        return w

@@ -2,10 +2,12 @@
 
 One ROOT (pelvis, channels ``Xposition Yposition Zposition Zrotation Xrotation Yrotation``), every
 other joint ``Zrotation Xrotation Yrotation`` (R = Rz @ Rx @ Ry, degrees), an End Site on every leaf.
-OFFSETs come from the clip itself (``ik.fit_rest_offsets``: median bone lengths along the rest
-directions; the children of pelvis and spine3 at their mean geometry in the joint's frame), rotations
-from ``ik`` against those offsets, so forward kinematics of the file reproduces the input joints
-(within a few mm). Positions are written as given: metres, Y up, the data's world frame.
+OFFSETs are the skeleton the joints live on when given (``offsets=retarget.REST_OFFSETS`` for generated
+motion, whose bones are exactly those: the file then reproduces the joints to float precision), else they
+come from the clip itself (``ik.fit_rest_offsets``: median bone lengths along the rest directions; the
+children of pelvis and spine3 at their mean geometry in the joint's frame). Rotations come from ``ik``
+against those same offsets, so forward kinematics of the file reproduces the input joints (a clip with
+drifting bones: within a few mm to cm). Positions are written as given: metres, Y up, the data's world frame.
 """
 
 from pathlib import Path
@@ -68,12 +70,13 @@ def _depth_first_order() -> list[int]:
     return order
 
 
-def bvh_text(joints: np.ndarray, fps: float = FPS) -> str:
-    """(T, 22, 3) global joint positions (m, Y up) -> BVH file contents."""
+def bvh_text(joints: np.ndarray, fps: float = FPS, offsets: np.ndarray | None = None) -> str:
+    """(T, 22, 3) global joint positions (m, Y up) -> BVH file contents; `offsets` (22, 3) the skeleton
+    (default: fitted to the clip)."""
     x = np.asarray(joints, dtype=np.float64)  # (T, 22, 3)
     assert x.ndim == 3 and x.shape[1:] == (N_JOINTS, 3), x.shape
-    # 1. rest offsets fitted to this clip, rotations by IK against them
-    offsets = ik.fit_rest_offsets(x)  # (22, 3)
+    # 1. rest offsets (given, or fitted to this clip), rotations by IK against them
+    offsets = ik.fit_rest_offsets(x) if offsets is None else np.asarray(offsets, dtype=np.float64)  # (22, 3)
     local = ik.local_rotations(ik.global_rotations(x, offsets))  # (T, 22, 3, 3)
     euler = np.degrees(rot.matrix_to_euler_zxy(local))  # (T, 22, 3) as (z, x, y)
     # 2. one row per frame: root position, then each joint's angles in hierarchy order
@@ -85,8 +88,8 @@ def bvh_text(joints: np.ndarray, fps: float = FPS) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_bvh(path, joints: np.ndarray, fps: float = FPS) -> Path:
+def write_bvh(path, joints: np.ndarray, fps: float = FPS, offsets: np.ndarray | None = None) -> Path:
     """Write :func:`bvh_text` to ``path``; returns the path."""
     path = Path(path)
-    path.write_text(bvh_text(joints, fps))
+    path.write_text(bvh_text(joints, fps, offsets))
     return path

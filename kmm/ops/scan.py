@@ -1,9 +1,12 @@
 """Selective scan (S6) of Mamba — paper §3.2 backbone (the Mamba recurrence of Gu & Dao, 2023).
 
-Two twins with one signature, as in state-spaces/mamba:
-- `selective_scan_ref`: pure PyTorch, always available. A fused sequential loop over time that never
-  materialises the (B, D, L, N) state tensor; on a 2-core CPU it beats log-space, chunked and Blelloch
-  parallel scans (see `python -m kmm bench-scan`).
+Three twins with one recurrence, as in state-spaces/mamba:
+- `selective_scan_ref`: pure PyTorch, always available, (B, D, L) layout. Training uses it (hand-written
+  backward); it is the reference every other path is tested against.
+- `selective_scan_cpu`: CPU inference (no gradients), channels-last (B, L, D) so the Mamba block needs no
+  transposes. Runs the C kernel kmm/ops/scan_cpu.c (built once per machine by kmm.ops.cpu_kernel; about
+  10× faster than the reference loop, see results/profile.md); without a C compiler it falls back to the
+  reference. Outputs match the reference to float rounding (tests/test_scan.py).
 - `selective_scan_fn`: the mamba-ssm CUDA kernel, used only when it imports and the tensors are on CUDA.
 `selective_scan` dispatches per call.
 
@@ -13,6 +16,7 @@ Recurrence per channel d and state n (x = input u):
 """
 from __future__ import annotations
 
+import contextlib
 import warnings
 
 import torch
@@ -121,12 +125,68 @@ def _skip_and_gate(y, u, D, z, dtype_in):
     return y.to(dtype_in)
 
 
+_FORCE_REFERENCE = False
+
+
+@contextlib.contextmanager
+def reference_scan():
+    """Within the block every CPU scan and Mamba block runs the reference path (A/B tests and benchmarks)."""
+    global _FORCE_REFERENCE
+    old, _FORCE_REFERENCE = _FORCE_REFERENCE, True
+    try:
+        yield
+    finally:
+        _FORCE_REFERENCE = old
+
+
+def cpu_fast_path(*tensors) -> bool:
+    """True when `selective_scan_cpu` may run its C kernel on these tensors: all float32 on the CPU, no
+    gradient needed (the kernel has no backward), the kernel builds here and `reference_scan` is not active."""
+    if _FORCE_REFERENCE or any(t.dtype != torch.float32 for t in tensors):
+        return False
+    if any(t.is_cuda or t.device.type != "cpu" for t in tensors):
+        return False
+    if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
+        return False
+    from kmm.ops import cpu_kernel
+
+    return cpu_kernel.load() is not None
+
+
+def cpu_scan_backend() -> str:
+    """Which path CPU inference takes: "c-kernel" or "reference" (no compiler / build failed / disabled)."""
+    from kmm.ops import cpu_kernel
+
+    return "c-kernel" if cpu_kernel.load() is not None and not _FORCE_REFERENCE else "reference"
+
+
+def selective_scan_cpu(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False):
+    """Forward-only CPU scan, channels-last.
+
+    u, delta, z: (B, L, D) (unit stride over D; z may be a strided view); A: (D, N); B, C: (B, L, N), any
+    strides; D, delta_bias: (D,) -> y (B, L, D) float32. Without the C kernel: the reference, transposed.
+    """
+    if cpu_fast_path(*(x for x in (u, delta, A, B, C, D, z, delta_bias) if x is not None)):
+        from kmm.ops import cpu_kernel
+
+        unit = lambda x: x if x is None or x.stride(-1) == 1 else x.contiguous()  # noqa: E731
+        return cpu_kernel.scan_fwd(unit(u), unit(delta), A.t(), unit(B), unit(C), D, unit(z), delta_bias,
+                                   delta_softplus)
+    t = lambda x: None if x is None else x.transpose(1, 2)  # noqa: E731
+    return t(selective_scan_ref(t(u), t(delta), A, t(B), t(C), D, t(z), delta_bias, delta_softplus)).float()
+
+
 _WARNED = False
 
 
 def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False):
-    """Dispatch: the fused CUDA kernel when importable and on CUDA, else the reference loop."""
+    """Dispatch, (B, D, L) layout: the fused CUDA kernel when importable and on CUDA, the C kernel for CPU
+    inference, else the reference."""
     global _WARNED
+    if not u.is_cuda and cpu_fast_path(*(x for x in (u, delta, A, B, C, D, z, delta_bias) if x is not None)):
+        t = lambda x: None if x is None else x.transpose(1, 2)  # noqa: E731
+        return t(selective_scan_cpu(t(u), t(delta), A, t(B), t(C), D, t(z), delta_bias,
+                                    delta_softplus)).to(u.dtype)
     if u.is_cuda:
         fn = _fused_kernel()
         if fn:
