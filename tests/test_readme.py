@@ -20,8 +20,8 @@ def test_two_setup_commands_and_ci_runs_the_test_one():
 
 
 def test_results_section_matches_json():
-    files = [REPO / "results" / "eval.json", REPO / "results" / "bench.json"]
+    files = [REPO / "results" / "eval.json", REPO / "results" / "breadth.json"]
     if not all(f.is_file() for f in files):
-        pytest.skip("results/eval.json and results/bench.json not produced yet")
+        pytest.skip("results/eval.json and results/breadth.json not produced yet")
     expected = readme_section(render([json.loads(f.read_text()) for f in files]))
     assert expected in README
