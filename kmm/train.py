@@ -87,7 +87,7 @@ def tiny_recipe() -> Recipe:
                   residual_steps=10, residual_batch=8, warmup=5, steps_per_check=10, threads=1,
                   tokenizer=TokenizerConfig(width=32, code_dim=16, n_quantizers=3, n_codes=32),
                   generator=GeneratorConfig(n_codes=32, d_model=32, n_layers=1, align_dim=16, max_tokens=16,
-                                            max_length_tokens=40, text=TextConfig()),
+                                            max_length_tokens=80, text=TextConfig()),
                   residual=ResidualConfig(n_codes=32, n_quantizers=3, code_dim=16, d_model=32, n_layers=1),
                   bamm=BammConfig(n_codes=32, d_model=32, n_layers=1, max_tokens=16),
                   vae_steps=30, vae_batch=8, motion_mamba_steps=30, motion_mamba_batch=8,
