@@ -594,6 +594,7 @@ class MotionService:
         self._lock = threading.Lock()
         self._vocab_lock = threading.Lock()
         self._vocab, self._vocab_loaded = None, False
+        self._preloaded = bool(self._pipelines) and weights is None   # no weights folder to read a vocabulary from
 
     @property
     def source(self) -> str:
@@ -656,7 +657,7 @@ class MotionService:
         with self._vocab_lock:
             if not self._vocab_loaded:
                 folder = None
-                if self._weights is not None or not self._pipelines:
+                if not self._preloaded:
                     try:
                         folder = self.weights()[0]
                     except (OSError, ValueError) as e:   # WeightsError is a ValueError; it shows on Generate

@@ -400,15 +400,24 @@ def test_understanding_and_info():
     assert logic.abilities_line({"jump": ["a", "b"], "walk": ["a", "b", "c"]}) == "walk (3 captions), jump (2)"
 
 
-def test_service_understand_uses_the_weights_vocabulary(tmp_path):
+def test_service_understand_uses_the_weights_vocabulary(tmp_path, monkeypatch):
+    import kmm.vocabulary
     from kmm.vocabulary import Vocabulary
 
     emb = np.eye(3, 8, dtype=np.float32)
     captions = ["a person walks", "a person jumps", "a person bows"]
+    monkeypatch.setattr(kmm.vocabulary, "sentence_embeddings",       # one-hot "encoder": no model needed
+                        lambda texts: np.stack([emb[captions.index(t)] if t in captions else np.full(8, 0.1, np.float32)
+                                                for t in texts]))
     Vocabulary(captions, {"walk": ["a person walks"]}, emb, []).save(tmp_path)
     service = logic.MotionService(weights=lambda: (tmp_path, "test weights"))
     vocab = service.vocabulary()
     assert vocab is not None and vocab.captions[1] == "a person jumps"
+    # pipelines loaded lazily before the first look-up: the weights folder still has the vocabulary
+    lazy = logic.MotionService(lambda name, path: SimpleNamespace(generate=lambda segs, **kw: _fake_result()),
+                               weights=lambda: (tmp_path, "test weights"))
+    lazy.generate([Segment("walk", 3.0)], logic.check_settings(0, 3, 10, "kmm"))
+    assert lazy.understand(["a person jumps"])[0]["closest"][0]["caption"] == "a person jumps"
     no_vocab = logic.MotionService(weights=lambda: (tmp_path / "missing", "w"))
     assert no_vocab.vocabulary() is None and no_vocab.understand(["x"]) is None
 

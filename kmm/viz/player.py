@@ -6,7 +6,8 @@ which never runs <script> tags, but an iframe's own document does run its inline
 (the Compare tab) play in panels of one canvas, driven by one clock, so they stay in sync.
 
 Camera (per panel, computed per frame in the page):
-1. the target follows the pelvis on the floor plane, smoothed over ±0.5 s (no lag for steady walking);
+1. the target follows the pelvis on the floor plane, smoothed over ±0.5 s (no lag for steady walking) and
+   never more than 0.25 m from it;
 2. the zoom fits the body's extent around the target over ±1.5 s (a running max, then smoothed), with a
    minimum size so a crouched body is not blown up, so the body stays large for a 2-s clip and a
    64-segment timeline alike;
@@ -111,7 +112,7 @@ const D = /*DATA*/null;
 const cv = document.getElementById("cv"), ctx = cv.getContext("2d");
 const playBtn = document.getElementById("play"), scrub = document.getElementById("scrub");
 const timeEl = document.getElementById("time"), segEl = document.getElementById("seg");
-const NJ = 22, FPS = D.fps, PITCH = 18 * Math.PI / 180, YAW0 = 35 * Math.PI / 180;
+const NJ = 22, FPS = D.fps, PITCH = 18 * Math.PI / 180, YAW0 = 35 * Math.PI / 180, LEASH = 0.25;
 let yaw = YAW0;
 
 function bytes(b64) { const s = atob(b64), u = new Uint8Array(s.length);
@@ -139,7 +140,11 @@ const M = D.motions.map(m => {
   const r = Math.max(1, Math.round(FPS * 0.5));
   const cx = boxSmooth(rx, r), cz = boxSmooth(rz, r);
   const rad = new Float64Array(n), top = new Float64Array(n);
-  for (let t = 0; t < n; t++) { let m = 0, h = 0;
+  for (let t = 0; t < n; t++) {
+    // the smoothed target never strays more than LEASH m from the pelvis, so a jerky path cannot shrink the body
+    const dx = rx[t] - cx[t], dz = rz[t] - cz[t], d = Math.hypot(dx, dz);
+    if (d > LEASH) { cx[t] = rx[t] - dx * LEASH / d; cz[t] = rz[t] - dz * LEASH / d; }
+    let m = 0, h = 0;
     for (let j = 0; j < NJ; j++) { const i = (t * NJ + j) * 3;
       m = Math.max(m, Math.hypot(P[i] - cx[t], P[i + 2] - cz[t])); h = Math.max(h, P[i + 1] - floor); }
     rad[t] = m; top[t] = h; }
