@@ -8,9 +8,10 @@ which never runs <script> tags, but an iframe's own document does run its inline
 Camera (per panel, computed per frame in the page):
 1. the target follows the pelvis on the floor plane, smoothed over ±0.5 s (no lag for steady walking) and
    never more than 0.25 m from it;
-2. the zoom fits the body's extent around the target over ±1.5 s (a running max, then smoothed), with a
-   minimum size so a crouched body is not blown up, so the body stays large for a 2-s clip and a
-   64-segment timeline alike;
+2. the zoom and the vertical centre fit the body's own extent (its height and its reach around the target,
+   a running max over ±0.5 s, then smoothed), so a crouch is framed as a crouch and a floating body is still
+   framed; minimum sizes keep a curled-up body from being blown up. The body stays large for a 2-s clip
+   and a 64-segment timeline alike;
 3. orthographic three-quarter view (yaw 35°, pitch 18°); drag to turn, double-click to reset;
 4. the whole root path is drawn on the floor, and again in a top-down minimap in the corner.
 
@@ -139,20 +140,22 @@ const M = D.motions.map(m => {
   for (let t = 0; t < n; t++) { rx[t] = root[2 * t]; rz[t] = root[2 * t + 1]; }
   const r = Math.max(1, Math.round(FPS * 0.5));
   const cx = boxSmooth(rx, r), cz = boxSmooth(rz, r);
-  const rad = new Float64Array(n), top = new Float64Array(n);
+  const rad = new Float64Array(n), top = new Float64Array(n), low = new Float64Array(n);
   for (let t = 0; t < n; t++) {
     // the smoothed target never strays more than LEASH m from the pelvis, so a jerky path cannot shrink the body
     const dx = rx[t] - cx[t], dz = rz[t] - cz[t], d = Math.hypot(dx, dz);
     if (d > LEASH) { cx[t] = rx[t] - dx * LEASH / d; cz[t] = rz[t] - dz * LEASH / d; }
-    let m = 0, h = 0;
+    let m = 0, hi = -Infinity, lo = Infinity;
     for (let j = 0; j < NJ; j++) { const i = (t * NJ + j) * 3;
-      m = Math.max(m, Math.hypot(P[i] - cx[t], P[i + 2] - cz[t])); h = Math.max(h, P[i + 1] - floor); }
-    rad[t] = m; top[t] = h; }
-  const w = Math.max(1, Math.round(FPS * 1.5));
-  const R = boxSmooth(runMax(rad, w), w), H = boxSmooth(runMax(top, w), w);
+      m = Math.max(m, Math.hypot(P[i] - cx[t], P[i + 2] - cz[t])); hi = Math.max(hi, P[i + 1]); lo = Math.min(lo, P[i + 1]); }
+    rad[t] = m; top[t] = hi; low[t] = lo; }
+  // zoom and height follow the pose (a crouch is framed as a crouch), steadied over about a second
+  const w = Math.max(1, Math.round(FPS * 0.5));
+  const R = boxSmooth(runMax(rad, w), w), Y0 = boxSmooth(low, w), Y1 = boxSmooth(top, w);
+  const H = boxSmooth(runMax(top.map((v, t) => v - low[t]), w), w);
   let minx = Infinity, maxx = -Infinity, minz = Infinity, maxz = -Infinity;
   for (let t = 0; t < n; t++) { minx = Math.min(minx, rx[t]); maxx = Math.max(maxx, rx[t]); minz = Math.min(minz, rz[t]); maxz = Math.max(maxz, rz[t]); }
-  return {label: m.label, n, P, floor, rx, rz, cx, cz, R, H, box: [minx, maxx, minz, maxz]};
+  return {label: m.label, n, P, floor, rx, rz, cx, cz, R, H, Y0, Y1, box: [minx, maxx, minz, maxz]};
 });
 const N = Math.max(...M.map(m => m.n));
 scrub.max = N - 1;
@@ -182,9 +185,9 @@ function project(x, y, z, c) {   // world -> panel pixels (orthographic, yaw the
 function drawPanel(m, p, f) {
   const t = Math.min(f, m.n - 1);
   // 1. camera for this frame: target on the pelvis path, zoom from the body's extent
-  const R = Math.max(0.45, m.R[t]), Hb = Math.max(1.1, m.H[t]);
-  const s = Math.min(0.86 * p.w / (2 * R + 0.2), 0.72 * (p.h - 34) / (Hb * Math.cos(PITCH) + 2 * R * Math.sin(PITCH)));
-  const c = {cx: m.cx[t], cz: m.cz[t], cy: m.floor + Hb / 2, s, ox: p.x + p.w / 2, oy: p.y + 34 + (p.h - 34) / 2};
+  const R = Math.max(0.45, m.R[t]), Hb = Math.max(0.75, m.H[t]);
+  const s = Math.min(0.86 * p.w / (2 * R + 0.2), 0.78 * (p.h - 34) / (Hb * Math.cos(PITCH) + 2 * R * Math.sin(PITCH)));
+  const c = {cx: m.cx[t], cz: m.cz[t], cy: (m.Y0[t] + m.Y1[t]) / 2, s, ox: p.x + p.w / 2, oy: p.y + 34 + (p.h - 34) / 2};
   ctx.save(); ctx.beginPath(); ctx.rect(p.x, p.y, p.w, p.h); ctx.clip();
   ctx.fillStyle = D.colors.bg; ctx.fillRect(p.x, p.y, p.w, p.h);
   // 2. floor grid (1 m) around the target
