@@ -237,19 +237,25 @@ def _load_folder(folder: Path) -> list[Clip]:
     return clips
 
 
+def jsonl_objects(lines: Iterable[str], path, error=DataError):
+    """Yield (object, "path:line") for each non-blank line; a bad line raises `error` naming path and line."""
+    for lineno, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        where = f"{path}:{lineno}"
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise error(f"{where}: bad JSON ({e.msg})") from None
+        if not isinstance(obj, dict):
+            raise error(f"{where}: expected a JSON object")
+        yield obj, where
+
+
 def _read_captions(path: Path) -> dict[str, dict]:
     records: dict[str, dict] = {}
     with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno}"
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(f"{where}: bad JSON ({e.msg})") from None
-            if not isinstance(record, dict):
-                raise DataError(f"{where}: expected a JSON object")
+        for record, where in jsonl_objects(f, path, DataError):
             if not isinstance(record.get("id"), str) or not record["id"]:
                 raise DataError(f"{where}: record without an 'id' string")
             captions = record.get("captions")

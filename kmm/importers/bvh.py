@@ -323,16 +323,9 @@ def read_captions(path: str | Path) -> list[CaptionRecord]:
     rows: list[tuple[dict, str]] = []
     text = path.read_text(encoding="utf-8-sig")
     if path.suffix.lower() in (".jsonl", ".json"):
-        for lineno, line in enumerate(text.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{lineno}: bad JSON ({e.msg})") from None
-            if not isinstance(row, dict):
-                raise ValueError(f"{path}:{lineno}: expected a JSON object")
-            rows.append((row, f"{path}:{lineno}"))
+        from kmm.data import jsonl_objects
+
+        rows.extend(jsonl_objects(text.splitlines(), path, ValueError))
     else:
         reader = csv.DictReader(text.splitlines())
         cols = {c.strip().lower() for c in reader.fieldnames or []}
