@@ -13,11 +13,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from kmm.data import DataError
-
-
-class CliError(Exception):
-    """A user-facing error: printed as one `error: ...` line, exit code 2."""
+from kmm.errors import CliError, DataError   # CliError: defined in kmm/errors.py, this name kept
 
 
 # ----------------------------------------------------------------------------------------------
@@ -307,9 +303,9 @@ PARSER_BUILDERS.append(add_generate_parser)
 
 
 def add_eval_parsers(sub: argparse._SubParsersAction) -> None:
-    from kmm.eval import bench, breadth, evaluate, report, train_evaluator
+    from kmm.eval import ablate, bench, breadth, evaluate, report, train_evaluator
 
-    for module in (train_evaluator, evaluate, bench, report, breadth):
+    for module in (train_evaluator, evaluate, bench, report, breadth, ablate):
         module.add_parser(sub)
 
 

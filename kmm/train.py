@@ -397,11 +397,15 @@ def generator_val(gen, tokenizer, tc_val: TokenCorpus, backbone, recipe: Recipe)
 
 
 def train_generator(name: str, tc: TokenCorpus, tc_val: TokenCorpus, tokenizer: MotionTokenizer, backbone,
-                    recipe: Recipe, out: Path, log) -> MaskedGenerator:
+                    recipe: Recipe, out: Path, log, *, variant: dict | None = None,
+                    on_checkpoint=None) -> MaskedGenerator:
+    """Trains generator `name` into out/name. `variant`: GeneratorConfig overrides (default
+    GENERATOR_VARIANTS[name]); `on_checkpoint(step, stage_dir)` runs after each checkpoint (ablation curves)."""
     torch.manual_seed(recipe.seed)
     rng = np.random.default_rng(recipe.seed)
     g = torch.Generator().manual_seed(recipe.seed)
-    cfg = dataclasses.replace(recipe.generator, n_codes=recipe.tokenizer.n_codes, **GENERATOR_VARIANTS[name])
+    variant = GENERATOR_VARIANTS[name] if variant is None else variant
+    cfg = dataclasses.replace(recipe.generator, n_codes=recipe.tokenizer.n_codes, **variant)
     gen = MaskedGenerator(cfg)
     gen.text_top.load_bert_layer(backbone.last_layer_state(), "")
     text_params = list(gen.text_top.parameters())
@@ -433,6 +437,8 @@ def train_generator(name: str, tc: TokenCorpus, tc_val: TokenCorpus, tokenizer: 
             log(stage=name, step=step + 1, loss=loss_v, **parts, **val)
             bar.set_postfix(loss=f"{loss_v:.3f}", acc=f"{parts['acc']:.3f}", val_acc=f"{val['val_acc']:.3f}")
             save_checkpoint(stage, gen, opt, step + 1, val)
+            if on_checkpoint is not None:
+                on_checkpoint(step + 1, stage)
     return gen.eval()
 
 
