@@ -18,15 +18,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from kmm.errors import DataError  # noqa: F401  (defined in kmm/errors.py; this name kept)
 from kmm.motion import skeleton
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA_DIR = REPO_ROOT.parent / "shared" / "data"
 DATA_ENV = "KMM_DATA"
-
-
-class DataError(ValueError):
-    """A dataset folder is missing or malformed; the message names the path."""
 
 
 @dataclass

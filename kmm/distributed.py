@@ -29,9 +29,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-
-class DistributedError(RuntimeError):
-    """A distributed set-up that cannot work (e.g. a batch that does not split evenly across ranks)."""
+from kmm.errors import DistributedError  # noqa: F401  (defined in kmm/errors.py; this name kept)
 
 
 def env_world_size() -> int:

@@ -20,16 +20,13 @@ import re
 import zipfile
 from pathlib import Path
 
+from kmm.errors import PublishError  # noqa: F401  (defined in kmm/errors.py; this name kept)
 from kmm.hub import REVISION_ENV, REPO_ENV, push_layout_check
 
 MAX_FILE_BYTES = 50 * 1024 * 1024
 PICKLE_SUFFIXES = (".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".bin")
 SKIPPED_NAMES = ("optimizer.safetensors", "trainer_state.json")
 _REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
-
-
-class PublishError(ValueError):
-    """The bundle or the repo id cannot be published; the message lists every problem."""
 
 
 def is_pickle(path: Path) -> bool:

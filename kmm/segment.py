@@ -35,6 +35,8 @@ import re
 from dataclasses import dataclass
 from typing import Iterable
 
+from kmm.errors import TimelineError  # noqa: F401  (defined in kmm/errors.py; this name kept)
+
 MIN_SECONDS = 1.0         # shortest segment we generate (20 frames = 5 tokens)
 MAX_SECONDS = 20.0        # longest single segment
 MAX_SEGMENTS = 64         # segments per timeline
@@ -50,10 +52,6 @@ _CONNECTIVE = re.compile(
 _LEADING_FILLER = re.compile(r"^(?:(?:and|first)\b[\s,]*)+", flags=re.IGNORECASE)
 _TRAILING_AND = re.compile(r"(?:[\s,]+and)+$", flags=re.IGNORECASE)
 _EDGE_PUNCT = " \t,;:.!?-"
-
-
-class TimelineError(ValueError):
-    """A prompt or timeline the generator should not be asked to run; the message is for the user."""
 
 
 @dataclass(frozen=True)

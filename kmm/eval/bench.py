@@ -282,7 +282,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def cmd_bench(args: argparse.Namespace) -> int:
     import torch
 
-    from kmm.cli import CliError
+    from kmm.errors import CliError
     from kmm.eval.report import render_bench
     from kmm.model.weights import WeightsError
     from kmm.pipeline import GENERATOR_NAMES

@@ -318,7 +318,7 @@ def merge_results(old: dict, new: dict) -> dict:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     import torch
 
-    from kmm.cli import CliError
+    from kmm.errors import CliError
     from kmm.eval.report import render_eval
     from kmm.model.weights import WeightsError
     from kmm.segment import TimelineError

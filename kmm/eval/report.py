@@ -160,7 +160,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from kmm.cli import CliError
+    from kmm.errors import CliError
 
     results = []
     for path in args.files:

@@ -205,7 +205,7 @@ def cmd_train_evaluator(args: argparse.Namespace) -> int:
 
     import torch
 
-    from kmm.cli import CliError
+    from kmm.errors import CliError
     from kmm.data import load_dataset, resolve_data_dirs
     from kmm.eval.report import fmt_value
 

@@ -31,12 +31,9 @@ from pathlib import Path
 
 import numpy as np
 
+from kmm.errors import BvhError  # noqa: F401  (defined in kmm/errors.py; this name kept)
 from kmm.importers.common import ClipError, ImportedClip, ImportReport, check_joints, floor_at_zero, resample
 from kmm.motion.skeleton import JOINT_NAMES
-
-
-class BvhError(ValueError):
-    """A BVH file cannot be read; the message names the file and what is wrong."""
 
 
 # --- rigs: our joint -> the rig's joint name (compared after `normalize_name`) ------------------------

@@ -14,13 +14,10 @@ from pathlib import Path
 import numpy as np
 
 from kmm.data import DataError, load_dataset
+from kmm.errors import ClipError  # noqa: F401  (defined in kmm/errors.py; this name kept)
 from kmm.motion.skeleton import FOOT_JOINTS, FPS, N_JOINTS
 
 SPLITS = ("train", "val", "test")
-
-
-class ClipError(ValueError):
-    """One input file cannot be imported; the message names the file and the reason."""
 
 
 @dataclass

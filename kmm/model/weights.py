@@ -6,9 +6,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-
-class WeightsError(ValueError):
-    """A weights folder is missing, incomplete or corrupt."""
+from kmm.errors import WeightsError  # noqa: F401  (defined in kmm/errors.py; this name kept)
 
 
 class PretrainedMixin:

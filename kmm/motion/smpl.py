@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from kmm.errors import SmplUnavailable  # noqa: F401  (defined in kmm/errors.py; this name kept)
 from kmm.motion import rotations as rot
 from kmm.motion.ik import global_rotations, local_rotations
 from kmm.motion.skeleton import N_JOINTS, PARENTS
@@ -26,10 +27,6 @@ SMPL_JOINTS = 24  # our 22 + left_hand, right_hand
 N_BETAS = 10
 MODEL_FILES = ("SMPL_{G}.pkl", "smpl/SMPL_{G}.pkl", "basicmodel_{g}_lbs_10_207_0_v1.1.0.pkl",
                "basicModel_{g}_lbs_10_207_0_v1.0.0.pkl", "smpl/basicmodel_{g}_lbs_10_207_0_v1.1.0.pkl")
-
-
-class SmplUnavailable(RuntimeError):
-    """SMPL was asked for but the model files or the smplx package are missing."""
 
 
 # ----------------------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from kmm.errors import RenderError  # noqa: F401  (defined in kmm/errors.py; this name kept)
 from kmm.motion.skeleton import FPS
 
 BODY_COLOR = (0.78, 0.6, 0.42, 1.0)
@@ -21,10 +22,6 @@ TILE = 0.5  # floor checker size, metres
 CAMERA_DISTANCE = 4.0  # metres from the followed point
 CAMERA_ELEVATION = 0.35  # radians above the horizon
 CAMERA_AZIMUTH = np.pi / 6  # from +Z (the rest facing direction) towards +X: a 3/4 front view
-
-
-class RenderError(RuntimeError):
-    """The OpenGL backend could not start; the message says what to install."""
 
 
 def _import_pyrender():
