@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -23,77 +22,19 @@ from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
 from kmm import distributed as ddp
-from kmm.config import (BammConfig, GeneratorConfig, MotionMambaConfig, MotionVAEConfig, ResidualConfig,
-                        TokenizerConfig, _JsonConfig)
 from kmm.corpus import Corpus, build_corpus
 from kmm.masking import MASKERS, cosine_ratio, valid_mask
 from kmm.model.bamm import Bamm
 from kmm.model.generator import MaskedGenerator, info_nce
 from kmm.model.residual import ResidualPredictor
 from kmm.model.tokenizer import MotionTokenizer
-from kmm.motion.features import Normalizer, features_to_joints
+from kmm.motion.features import Normalizer
 from kmm.motion.skeleton import FEATURE_SLICES
-from kmm.text_aug import paraphrase
-
-
-@dataclass
-class Recipe(_JsonConfig):
-    seed: int = 0
-    threads: int = 1                    # one thread per process: the stages run as parallel processes
-    tokenizer_steps: int = 2500
-    tokenizer_batch: int = 64
-    tokenizer_window: int = 64          # frames
-    tokenizer_lr: float = 4e-4
-    root_weight: float = 1.0            # tokenizer's root-path loss (ours, against root drift); 0 = off
-    generator_steps: int = 1500
-    generator_batch: int = 32
-    generator_lr: float = 4e-4
-    text_lr: float = 2e-5               # fine-tuning rate of the text encoder's top layer ("small", paper §3.3)
-    residual_steps: int = 800
-    residual_batch: int = 32
-    warmup: int = 200
-    steps_per_check: int = 250
-    gen_steps_eval: int = 10
-    generators: tuple = ("kmm", "kmm-random", "transformer", "bamm")
-    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
-    generator: GeneratorConfig = field(default_factory=GeneratorConfig)
-    residual: ResidualConfig = field(default_factory=ResidualConfig)
-    # baselines (#8): BAMM trains as one more generator (same steps/batch); Motion Mamba has its own VAE + denoiser
-    bamm: BammConfig = field(default_factory=BammConfig)
-    vae_steps: int = 1500               # ours: below the tokenizer's 2500 (CPU budget of the round-3 retrain)
-    vae_batch: int = 64
-    motion_mamba_steps: int = 800       # ours: below the generators' 1500 (CPU budget of the round-3 retrain)
-    motion_mamba_batch: int = 32
-    motion_vae: MotionVAEConfig = field(default_factory=MotionVAEConfig)
-    motion_mamba: MotionMambaConfig = field(default_factory=MotionMambaConfig)
-
-    @classmethod
-    def from_dict(cls, d):
-        d = dict(d)
-        for k, c in (("tokenizer", TokenizerConfig), ("generator", GeneratorConfig), ("residual", ResidualConfig),
-                     ("bamm", BammConfig), ("motion_vae", MotionVAEConfig), ("motion_mamba", MotionMambaConfig)):
-            if isinstance(d.get(k), dict):
-                d[k] = c.from_dict(d[k])
-        if "generators" in d:
-            d["generators"] = tuple(d["generators"])
-        return super().from_dict(d)
-
-
-def tiny_recipe() -> Recipe:
-    """A test-sized recipe: seconds on a CPU, used by the test suite and CI."""
-    from kmm.config import TextConfig
-
-    return Recipe(tokenizer_steps=30, tokenizer_batch=8, tokenizer_window=32, generator_steps=30, generator_batch=8,
-                  residual_steps=10, residual_batch=8, warmup=5, steps_per_check=10, threads=1,
-                  tokenizer=TokenizerConfig(width=32, code_dim=16, n_quantizers=3, n_codes=32),
-                  generator=GeneratorConfig(n_codes=32, d_model=32, n_layers=1, align_dim=16, max_tokens=16,
-                                            max_length_tokens=80, text=TextConfig()),
-                  residual=ResidualConfig(n_codes=32, n_quantizers=3, code_dim=16, d_model=32, n_layers=1),
-                  bamm=BammConfig(n_codes=32, d_model=32, n_layers=1, max_tokens=16),
-                  vae_steps=30, vae_batch=8, motion_mamba_steps=30, motion_mamba_batch=8,
-                  motion_vae=MotionVAEConfig(width=32, latent_dim=8),
-                  motion_mamba=MotionMambaConfig(latent_dim=8, d_model=32, level_scans=(1, 1), bsm_groups=4,
-                                                 max_tokens=16, max_length_tokens=40))
+# shared by every stage (kmm/training/); imported here under their old names too (`from kmm.train import Recipe`)
+from kmm.training.common import (Logger, TextBatcher, frozen_text_top, load_checkpoint, lr_lambda,  # noqa: F401
+                                 optimizer_step, sample_by_length, save_checkpoint, scheduler,
+                                 tokenizer_mpjpe_mm, window_batch, window_corpus)
+from kmm.training.recipe import Recipe, tiny_recipe  # noqa: F401
 
 
 GENERATOR_VARIANTS = {
@@ -102,101 +43,6 @@ GENERATOR_VARIANTS = {
     "transformer": dict(backbone="transformer", masking="random"),
     "bamm": {},   # its own model class (kmm.model.bamm), trained by train_bamm with the same steps/batch/seed
 }
-
-
-# --- small training utilities -------------------------------------------------------------------
-
-class Logger:
-    def __init__(self, path: Path):
-        self.path = path
-
-    def __call__(self, **row):
-        if not ddp.is_main():   # torchrun: rank 0 writes the log
-            return
-        if ddp.is_distributed():
-            row["world_size"] = ddp.world_size()
-        row["time"] = round(time.time(), 1)
-        with self.path.open("a") as f:
-            f.write(json.dumps(row) + "\n")
-
-
-def lr_lambda(warmup: int, total: int):
-    def f(step):
-        if step < warmup:
-            return (step + 1) / warmup
-        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
-    return f
-
-
-def scheduler(opt, warmup: int, total: int, start: int = 0):
-    """Warm-up + cosine schedule, positioned at `start` (a resumed run continues where it stopped)."""
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(warmup, total))
-    sched.last_epoch = start
-    for group, f in zip(opt.param_groups, sched.lr_lambdas):
-        group["lr"] = group["initial_lr"] * f(start)
-    return sched
-
-
-def optimizer_step(opt, sched, loss, params, clip: float = 1.0) -> None:
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_(params, clip)
-    opt.step()
-    sched.step()
-
-
-def save_checkpoint(stage_dir: Path, model, optimizer, step: int, extra: dict | None = None):
-    stage_dir.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(stage_dir)
-    flat = {}
-    for pid, st in optimizer.state_dict()["state"].items():
-        for k, v in st.items():
-            if torch.is_tensor(v):
-                flat[f"{pid}.{k}"] = v.detach().contiguous().cpu()
-    save_file(flat, str(stage_dir / "optimizer.safetensors"))
-    (stage_dir / "trainer_state.json").write_text(json.dumps({"step": step, **(extra or {})}))
-
-
-def load_checkpoint(stage_dir: Path, model, optimizer) -> int:
-    """Restores model + optimizer from stage_dir if a checkpoint is there; returns the step reached."""
-    state_path = stage_dir / "trainer_state.json"
-    if not state_path.is_file():
-        return 0
-    model.load_state_dict(load_file(str(stage_dir / "model.safetensors")))
-    flat = load_file(str(stage_dir / "optimizer.safetensors"))
-    sd = optimizer.state_dict()
-    state: dict = {}
-    for key, v in flat.items():
-        pid, k = key.split(".", 1)
-        state.setdefault(int(pid), {})[k] = v
-    sd["state"] = state
-    optimizer.load_state_dict(sd)
-    return int(json.loads(state_path.read_text())["step"])
-
-
-def window_corpus(train: Corpus, normalizer: Normalizer, window: int) -> Corpus:
-    """The normalised training clips that hold at least one window of `window` frames."""
-    normed = [normalizer.normalize(f) for f in train.features]
-    keep = [i for i, f in enumerate(normed) if len(f) >= window]
-    if not keep:
-        raise ValueError(f"no training clip has the {window} frames of a training window")
-    return Corpus([train.ids[i] for i in keep], [normed[i] for i in keep], [])
-
-
-def window_batch(usable: Corpus, n: int, window: int, rng: np.random.Generator):  # -> (n, window, F)
-    """n random windows, clips drawn ∝ √length."""
-    batch = []
-    for i in _sample_clips(usable, n, rng):
-        f = usable.features[i]
-        s = int(rng.integers(0, len(f) - window + 1))
-        batch.append(f[s:s + window])
-    return torch.from_numpy(np.stack(batch))
-
-
-def _sample_clips(corpus: Corpus, n: int, rng: np.random.Generator, min_frames: int = 1):
-    lengths = np.array([len(f) for f in corpus.features], dtype=np.float64)
-    p = np.sqrt(lengths) / np.sqrt(lengths).sum()  # longer clips a little more often
-    return rng.choice(len(corpus), size=n, p=p)
 
 
 # --- stage 1: tokenizer ---------------------------------------------------------------------------
@@ -220,34 +66,6 @@ def tokenizer_loss(model, x, root_weight: float = 1.0):  # x (B, T, F) normalise
     loss = l_rec + 0.5 * l_pos + 0.5 * l_vel + 0.02 * commit + root_weight * l_root
     return loss, {k: v.item() for k, v in (("rec", l_rec), ("pos", l_pos), ("vel", l_vel), ("commit", commit),
                                            ("root", l_root))}
-
-
-@torch.no_grad()
-def tokenizer_mpjpe_mm(model, normalizer: Normalizer, corpus: Corpus, max_clips: int | None = None,
-                       root_relative: bool = False) -> float:
-    """Mean per-joint position error (mm) of encode→decode (`model.reconstruct`, tokenizer or motion VAE) on
-    whole clips, joints recovered from features.
-
-    root_relative=True measures the body pose alone (joints minus the pelvis, per frame: no root drift).
-    """
-    was_training = model.training
-    model.eval()
-    errs, n = 0.0, 0
-    ds = model.downsample
-    for f in corpus.features[:max_clips]:
-        T = len(f) // ds * ds
-        if T == 0:
-            continue
-        x = torch.from_numpy(normalizer.normalize(f[:T]))[None]
-        rec = normalizer.denormalize(model.reconstruct(x))[0]
-        j_rec = features_to_joints(rec.double())
-        j_gt = features_to_joints(torch.from_numpy(f[:T]).double())
-        if root_relative:
-            j_rec, j_gt = j_rec - j_rec[:, :1], j_gt - j_gt[:, :1]
-        errs += float((j_rec - j_gt).norm(dim=-1).mean()) * T
-        n += T
-    model.train(was_training)
-    return 1000.0 * errs / max(n, 1)
 
 
 def train_tokenizer(train: Corpus, val: Corpus, normalizer: Normalizer, recipe: Recipe, out: Path, log) -> MotionTokenizer:
@@ -298,17 +116,6 @@ def tokenize_corpus(tokenizer: MotionTokenizer, normalizer: Normalizer, corpus: 
         x = torch.from_numpy(normalizer.normalize(f[:T]))[None]
         codes.append(tokenizer.encode(x)[0])
     return TokenCorpus(codes, corpus.captions)
-
-
-class TextBatcher:
-    """Captions -> (hidden (B, S, 384), mask (B, S)) of the frozen backbone, with paraphrase augmentation."""
-
-    def __init__(self, backbone, rng: np.random.Generator, augment: bool = True):
-        self.backbone, self.rng, self.augment = backbone, rng, augment
-
-    def pick(self, captions: list[str]) -> str:
-        text = captions[int(self.rng.integers(len(captions)))]
-        return paraphrase(text, self.rng) if self.augment else text
 
 
 def generator_batch(tc: TokenCorpus, idx, max_tokens: int, rng: np.random.Generator):
@@ -446,29 +253,7 @@ def _sample_clips_tokens(tc: TokenCorpus, n: int, rng):
     return sample_by_length([len(c) for c in tc.codes], n, rng)
 
 
-def sample_by_length(lengths, n: int, rng: np.random.Generator):
-    """n clip indices (∝ √length); drawn as 3n candidates sorted by length, one third kept, so batches pad less
-    (scan cost ∝ T)."""
-    lengths = np.asarray(lengths, dtype=np.float64)
-    p = np.sqrt(lengths) / np.sqrt(lengths).sum()
-    cand = rng.choice(len(lengths), size=3 * n, p=p)
-    cand = cand[np.argsort(lengths[cand], kind="stable")]
-    k = int(rng.integers(3))
-    return cand[k * n:(k + 1) * n]
-
-
 # --- BAMM baseline (#8) ------------------------------------------------------------------------------
-
-def frozen_text_top(backbone, text_config):
-    """The frozen sentence encoder's last layer + pooling (the baselines' text, like the paper's frozen CLIP)."""
-    from kmm.model.text import TextTop
-
-    top = TextTop(text_config).eval()
-    top.load_bert_layer(backbone.last_layer_state(), "")
-    for p in top.parameters():
-        p.requires_grad_(False)
-    return top
-
 
 def bamm_batch(tc: TokenCorpus, idx, max_tokens: int, rng: np.random.Generator):
     """-> base tokens (B, T), lengths (B,), ends (B,) bool: the crop reaches the clip's end (an [END] target)."""

@@ -27,8 +27,9 @@ from kmm.model.motion_mamba import MotionMambaDenoiser
 from kmm.model.motion_vae import MotionVAE, kl_divergence
 from kmm.motion.features import Normalizer
 from kmm.motion.skeleton import FEATURE_SLICES
-from kmm.train import (Recipe, TextBatcher, frozen_text_top, load_checkpoint, optimizer_step, sample_by_length,
-                       save_checkpoint, scheduler, tokenizer_mpjpe_mm, window_batch, window_corpus)
+from kmm.training.common import (TextBatcher, frozen_text_top, load_checkpoint, optimizer_step, sample_by_length,
+                                 save_checkpoint, scheduler, tokenizer_mpjpe_mm, window_batch, window_corpus)
+from kmm.training.recipe import Recipe
 
 
 # --- stage 1: motion VAE ----------------------------------------------------------------------------

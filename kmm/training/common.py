@@ -1,0 +1,184 @@
+"""What every training stage shares (tokenizer, generators, BAMM, residual, Motion Mamba's VAE and denoiser):
+the JSONL log, the warm-up + cosine schedule, one optimiser step, safetensors checkpoints that resume,
+random windows and length-weighted clip draws, caption picking with paraphrase augmentation, the frozen text
+top of the baselines, and the reconstruction error of an autoencoder.
+
+Each stage (kmm/train.py, kmm/train_motion_mamba.py) is then: build the model and optimiser,
+`load_checkpoint`, `scheduler`, loop {draw a batch, loss, `optimizer_step`, every `steps_per_check`: log +
+validate + `save_checkpoint`}.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from kmm import distributed as ddp
+from kmm.corpus import Corpus
+from kmm.motion.features import Normalizer, features_to_joints
+from kmm.text_aug import paraphrase
+
+
+# --- log, schedule, optimiser step, checkpoints ----------------------------------------------------
+
+class Logger:
+    def __init__(self, path: Path):
+        self.path = path
+
+    def __call__(self, **row):
+        if not ddp.is_main():   # torchrun: rank 0 writes the log
+            return
+        if ddp.is_distributed():
+            row["world_size"] = ddp.world_size()
+        row["time"] = round(time.time(), 1)
+        with self.path.open("a") as f:
+            f.write(json.dumps(row) + "\n")
+
+
+def lr_lambda(warmup: int, total: int):
+    def f(step):
+        if step < warmup:
+            return (step + 1) / warmup
+        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
+    return f
+
+
+def scheduler(opt, warmup: int, total: int, start: int = 0):
+    """Warm-up + cosine schedule, positioned at `start` (a resumed run continues where it stopped)."""
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(warmup, total))
+    sched.last_epoch = start
+    for group, f in zip(opt.param_groups, sched.lr_lambdas):
+        group["lr"] = group["initial_lr"] * f(start)
+    return sched
+
+
+def optimizer_step(opt, sched, loss, params, clip: float = 1.0) -> None:
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, clip)
+    opt.step()
+    sched.step()
+
+
+def save_checkpoint(stage_dir: Path, model, optimizer, step: int, extra: dict | None = None):
+    stage_dir.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(stage_dir)
+    flat = {}
+    for pid, st in optimizer.state_dict()["state"].items():
+        for k, v in st.items():
+            if torch.is_tensor(v):
+                flat[f"{pid}.{k}"] = v.detach().contiguous().cpu()
+    save_file(flat, str(stage_dir / "optimizer.safetensors"))
+    (stage_dir / "trainer_state.json").write_text(json.dumps({"step": step, **(extra or {})}))
+
+
+def load_checkpoint(stage_dir: Path, model, optimizer) -> int:
+    """Restores model + optimizer from stage_dir if a checkpoint is there; returns the step reached."""
+    state_path = stage_dir / "trainer_state.json"
+    if not state_path.is_file():
+        return 0
+    model.load_state_dict(load_file(str(stage_dir / "model.safetensors")))
+    flat = load_file(str(stage_dir / "optimizer.safetensors"))
+    sd = optimizer.state_dict()
+    state: dict = {}
+    for key, v in flat.items():
+        pid, k = key.split(".", 1)
+        state.setdefault(int(pid), {})[k] = v
+    sd["state"] = state
+    optimizer.load_state_dict(sd)
+    return int(json.loads(state_path.read_text())["step"])
+
+
+def window_corpus(train: Corpus, normalizer: Normalizer, window: int) -> Corpus:
+    """The normalised training clips that hold at least one window of `window` frames."""
+    normed = [normalizer.normalize(f) for f in train.features]
+    keep = [i for i, f in enumerate(normed) if len(f) >= window]
+    if not keep:
+        raise ValueError(f"no training clip has the {window} frames of a training window")
+    return Corpus([train.ids[i] for i in keep], [normed[i] for i in keep], [])
+
+
+def window_batch(usable: Corpus, n: int, window: int, rng: np.random.Generator):  # -> (n, window, F)
+    """n random windows, clips drawn ∝ √length."""
+    batch = []
+    for i in _sample_clips(usable, n, rng):
+        f = usable.features[i]
+        s = int(rng.integers(0, len(f) - window + 1))
+        batch.append(f[s:s + window])
+    return torch.from_numpy(np.stack(batch))
+
+
+def _sample_clips(corpus: Corpus, n: int, rng: np.random.Generator, min_frames: int = 1):
+    lengths = np.array([len(f) for f in corpus.features], dtype=np.float64)
+    p = np.sqrt(lengths) / np.sqrt(lengths).sum()  # longer clips a little more often
+    return rng.choice(len(corpus), size=n, p=p)
+
+
+def sample_by_length(lengths, n: int, rng: np.random.Generator):
+    """n clip indices (∝ √length); drawn as 3n candidates sorted by length, one third kept, so batches pad less
+    (scan cost ∝ T)."""
+    lengths = np.asarray(lengths, dtype=np.float64)
+    p = np.sqrt(lengths) / np.sqrt(lengths).sum()
+    cand = rng.choice(len(lengths), size=3 * n, p=p)
+    cand = cand[np.argsort(lengths[cand], kind="stable")]
+    k = int(rng.integers(3))
+    return cand[k * n:(k + 1) * n]
+
+
+# --- text ----------------------------------------------------------------------------------------
+
+class TextBatcher:
+    """Captions -> (hidden (B, S, 384), mask (B, S)) of the frozen backbone, with paraphrase augmentation."""
+
+    def __init__(self, backbone, rng: np.random.Generator, augment: bool = True):
+        self.backbone, self.rng, self.augment = backbone, rng, augment
+
+    def pick(self, captions: list[str]) -> str:
+        text = captions[int(self.rng.integers(len(captions)))]
+        return paraphrase(text, self.rng) if self.augment else text
+
+
+def frozen_text_top(backbone, text_config):
+    """The frozen sentence encoder's last layer + pooling (the baselines' text, like the paper's frozen CLIP)."""
+    from kmm.model.text import TextTop
+
+    top = TextTop(text_config).eval()
+    top.load_bert_layer(backbone.last_layer_state(), "")
+    for p in top.parameters():
+        p.requires_grad_(False)
+    return top
+
+
+# --- validation ----------------------------------------------------------------------------------
+
+@torch.no_grad()
+def tokenizer_mpjpe_mm(model, normalizer: Normalizer, corpus: Corpus, max_clips: int | None = None,
+                       root_relative: bool = False) -> float:
+    """Mean per-joint position error (mm) of encode→decode (`model.reconstruct`, tokenizer or motion VAE) on
+    whole clips, joints recovered from features.
+
+    root_relative=True measures the body pose alone (joints minus the pelvis, per frame: no root drift).
+    """
+    was_training = model.training
+    model.eval()
+    errs, n = 0.0, 0
+    ds = model.downsample
+    for f in corpus.features[:max_clips]:
+        T = len(f) // ds * ds
+        if T == 0:
+            continue
+        x = torch.from_numpy(normalizer.normalize(f[:T]))[None]
+        rec = normalizer.denormalize(model.reconstruct(x))[0]
+        j_rec = features_to_joints(rec.double())
+        j_gt = features_to_joints(torch.from_numpy(f[:T]).double())
+        if root_relative:
+            j_rec, j_gt = j_rec - j_rec[:, :1], j_gt - j_gt[:, :1]
+        errs += float((j_rec - j_gt).norm(dim=-1).mean()) * T
+        n += T
+    model.train(was_training)
+    return 1000.0 * errs / max(n, 1)
