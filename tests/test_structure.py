@@ -169,3 +169,22 @@ def test_old_error_names_still_importable():
     assert CliError is errors.CliError and DataError is errors.DataError
     assert WeightsError is errors.WeightsError and TimelineError is errors.TimelineError
     assert issubclass(DataError, ValueError) and issubclass(TimelineError, ValueError)
+
+
+def test_every_backend_has_the_generator_interface():
+    """kmm.generator_api.GeneratorBackend is what the pipeline calls; each family in kmm.backends has all of it,
+    with the same parameters (the pipeline passes `fixed` / `fixed_mask` by name)."""
+    import inspect
+
+    from kmm import backends
+    from kmm.generator_api import GeneratorBackend
+
+    methods = ("text", "predict_tokens", "sample", "decode", "encode")
+    for cls in (backends.MaskedBackend, backends.BammBackend, backends.LatentBackend):
+        for name in methods:
+            want = inspect.signature(getattr(GeneratorBackend, name)).parameters
+            got = inspect.signature(getattr(cls, name)).parameters
+            assert len(got) == len(want), (cls.__name__, name)
+            optional = {p for p in want if want[p].default is not inspect.Parameter.empty}
+            assert optional <= {p for p in got if got[p].default is not inspect.Parameter.empty}, (cls.__name__, name)
+        assert "self.window =" in inspect.getsource(cls.__init__), cls.__name__
