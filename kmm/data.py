@@ -176,7 +176,7 @@ def _prepare(folder: Path, clips: list[Clip], cache_dir: Path | None) -> list[Cl
         joints = {c.id: retarget.retarget(c.joints) for c in clips}
         if cache is not None:
             cache.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cache.with_suffix(".tmp.npz")
+            tmp = cache.with_name(f"{cache.stem}.{os.getpid()}.tmp.npz")   # one per process: parallel runs
             np.savez(tmp, **joints)
             tmp.replace(cache)
     out = []
