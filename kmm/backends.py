@@ -10,7 +10,8 @@ shared. Models arrive loaded; no I/O here.
 
 Interface: `text(hidden, mask) -> cond`, `predict_tokens(cond, generator) -> (S,) tokens`,
 `sample(cond, seg_ids, generator, guidance, steps, temperature, fixed, fixed_mask) -> codes (N, ...)`,
-`decode(codes) -> normalised features (4N, 263)`.
+`decode(codes) -> normalised features (4N, 263)`, `encode(normalised features (1, 4N, 263)) -> codes (N, ...)`
+(key-pose in-painting, kmm.control).
 """
 from __future__ import annotations
 
@@ -44,6 +45,10 @@ class _TokenDecoder:
 
     def decode(self, codes):  # (N, Q) -> (4N, 263)
         return self.tokenizer.decode(codes[None])[0]
+
+    def encode(self, features):  # (1, 4N, 263) normalised -> (N, Q) token ids
+        device = next(self.tokenizer.parameters()).device
+        return self.tokenizer.encode(features.to(device))[0]
 
 
 def _windows(window_fn, N, window, fixed, fixed_mask, empty):
@@ -145,3 +150,7 @@ class LatentBackend:
 
     def decode(self, latents):  # (N, C) -> (4N, 263)
         return self.vae.decode(latents[None])[0]
+
+    def encode(self, features):  # (1, 4N, 263) normalised -> (N, C) posterior means
+        device = next(self.vae.parameters()).device
+        return self.vae.encode(features.to(device))[0][0]

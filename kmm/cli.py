@@ -228,6 +228,15 @@ def add_generate_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-foot-lock", dest="foot_lock", action="store_false",
                    help="keep the feet as decoded (default: planted feet are locked in place)")
     p.add_argument("--out", required=True, type=Path, help="output .npz or .bvh")
+    ctl = p.add_argument_group(
+        "control", "coordinates are the output's own frame: frame 0's pelvis at x = z = 0, facing +Z, +X the "
+                   "body's left (metres on the floor); times in seconds")
+    ctl.add_argument("--path", default=None, metavar='"T:X,Z;T:X,Z"',
+                     help='pelvis waypoints the body walks through, e.g. "4:0,3;8:2,5" (at 4 s at x=0, z=3 m)')
+    ctl.add_argument("--keyposes", type=Path, default=None, metavar="FILE",
+                     help=".npz with joints (K,22,3) metres and times (K,) seconds: poses the motion passes through")
+    ctl.add_argument("--candidates", type=int, default=1,
+                     help="with --path/--keyposes: sample this many motions, keep the one bent least (default 1)")
     p.set_defaults(func=cmd_generate)
 
 
@@ -256,19 +265,32 @@ def cmd_generate(args: argparse.Namespace) -> int:
         pipe = Pipeline.from_pretrained(weights, generator=args.model, device=args.device)
         pipe.predict_seconds(["warm-up"])  # loads the text encoder before timing
         t_load = time.perf_counter() - t0
+        from kmm.control import ControlError, load_keyposes
+
+        control = {"path": args.path, "candidates": args.candidates,
+                   "keyposes": load_keyposes(args.keyposes) if args.keyposes else None}
         result = pipe.generate(list(zip(texts, lengths)), seed=args.seed, guidance=args.guidance, steps=args.steps,
-                               foot_lock=args.foot_lock)
-    except (TimelineError, WeightsError) as e:
+                               foot_lock=args.foot_lock, **control)
+    except (TimelineError, WeightsError, ControlError) as e:
         raise CliError(str(e)) from e
     _write_result(args.out, result)
     print(f"weights: {source} ({args.model}); load {t_load:.2f} s")
     for i, (t, a, b) in enumerate(zip(result.texts, result.boundaries[:-1], result.boundaries[1:])):
         print(f"  segment {i + 1}: frames {a}-{b} ({(b - a) / 20:.1f} s) {t!r}")
     print(f"frames={result.n_frames} boundaries={result.boundaries}")
+    if result.control:
+        _print_control(result)
     print(f"generate_seconds={result.timings['total_s']:.3f} (text {result.timings['text_s']:.3f}, "
           f"tokens {result.timings['tokens_s']:.3f}, decode {result.timings['decode_s']:.3f})")
     print(f"wrote {args.out}")
     return 0
+
+
+def _print_control(result) -> None:
+    from kmm.control.report import control_errors
+
+    for line in control_errors(result.joints, result.control)["lines"]:
+        print(f"  {line}")
 
 
 def _resolve_weights(explicit: str | None):
@@ -291,8 +313,11 @@ def _write_result(out: Path, result) -> None:
 
         write_bvh(out, result.joints, offsets=REST_OFFSETS)   # the skeleton the pipeline's joints live on
     else:
+        from kmm.control.report import control_arrays
+
         save_motion_npz(out, result.joints, features=result.features, fps=20, segment_texts=result.texts,
-                        boundaries=result.boundaries, model_id=result.model_id, seed=result.seed)
+                        boundaries=result.boundaries, model_id=result.model_id, seed=result.seed,
+                        extra=control_arrays(result.control))
 
 
 PARSER_BUILDERS.append(add_generate_parser)

@@ -49,3 +49,7 @@ class RenderError(RuntimeError):
 
 class SmplUnavailable(RuntimeError):
     """SMPL was asked for but the model files or the smplx package are missing."""
+
+
+class ControlError(ValueError):
+    """A key pose or root path the generator cannot be asked to follow (kmm.control); the message is for the user."""

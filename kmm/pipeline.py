@@ -68,6 +68,7 @@ class MotionResult:
     model_id: str
     timings: dict = field(default_factory=dict)
     foot_lock: bool = True          # whether `joints` had planted feet locked
+    control: dict = field(default_factory=dict)   # key poses / path asked for and how they were met (kmm.control)
 
     @property
     def n_frames(self) -> int:
@@ -249,22 +250,62 @@ class Pipeline:
 
     @torch.no_grad()
     def generate(self, segments, seed: int = 0, guidance: float = 3.0, steps: int = 10,
-                 temperature: float = 1.0, foot_lock: bool = True) -> MotionResult:
+                 temperature: float = 1.0, foot_lock: bool = True, *, keyposes=None, path=None,
+                 candidates: int = 1) -> MotionResult:
         """segments: [(text, seconds or None), ...] -> MotionResult. Same seed → same joints.
-        `foot_lock`: lock the feet the model predicts as planted (module docstring); off keeps them as decoded."""
+        `foot_lock`: lock the feet the model predicts as planted (module docstring); off keeps them as decoded.
+        Control (kmm.control): `keyposes` {"times": (K,) s, "joints": (K, 22, 3)} or [(s, (22, 3)), ...] the motion
+        passes through; `path` "T:X,Z;..." or [(s, x, z), ...] floor waypoints the pelvis reaches, both in the
+        output's frame (frame 0's pelvis at x = z = 0, facing +Z, +X the body's left). `candidates` > 1 samples
+        that many motions (seed, then derived seeds) and keeps the one the path had to bend least."""
+        from kmm.control import Control
+
         t0 = time.perf_counter()
+        control = Control.make(keyposes, path)
         texts, n_tok = self._plan(segments, seed)
         cond = self._text(texts)
         seg_ids = self._seg_ids(n_tok)
         t1 = time.perf_counter()
-        codes = self.backend.sample(cond, seg_ids, self._generator(seed), guidance, steps, temperature)
-        t2 = time.perf_counter()
-        features = self._decode(codes)
-        joints = self._joints(features, foot_lock)
+        if control is None:
+            codes = self.backend.sample(cond, seg_ids, self._generator(seed), guidance, steps, temperature)
+            t2 = time.perf_counter()
+            features = self._decode(codes)
+            joints = self._joints(features, foot_lock)
+            info = {}
+        else:
+            codes, features, joints, info, t_tok = self._controlled(control, cond, seg_ids, seed, guidance, steps,
+                                                                    temperature, foot_lock, candidates)
+            t2 = t1 + t_tok
         t3 = time.perf_counter()
-        return self._result(joints, features, codes, n_tok, texts, seed, guidance,
-                            {"text_s": t1 - t0, "tokens_s": t2 - t1, "decode_s": t3 - t2, "total_s": t3 - t0},
-                            foot_lock)
+        out = self._result(joints, features, codes, n_tok, texts, seed, guidance,
+                           {"text_s": t1 - t0, "tokens_s": t2 - t1, "decode_s": t3 - t2, "total_s": t3 - t0},
+                           foot_lock)
+        if control is not None:
+            out.control = {**control.summary(out.n_frames), **info}
+        return out
+
+    def _controlled(self, control, cond, seg_ids, seed, guidance, steps, temperature, foot_lock, candidates):
+        """Key-pose tokens in-painted (kmm.control.keyposes), the root path warped after decoding; of
+        `candidates` samples the one with the least path correction. -> codes, features, joints, info, token seconds."""
+        from kmm.control.keyposes import keypose_codes
+
+        n = seg_ids.shape[1]
+        control.targets(n * frames_per_token())           # times checked against the length before any compute
+        fixed, mask = keypose_codes(self.backend, self.normalizer, control.keyposes, n) if control.keyposes \
+            else (None, None)
+        if fixed is not None:
+            fixed, mask = fixed.to(self.device), mask.to(self.device)
+        best, t_tok = None, 0.0
+        for i in range(max(1, int(candidates))):
+            t = time.perf_counter()
+            codes = self.backend.sample(cond, seg_ids, self._generator(seed + 7919 * i), guidance, steps,
+                                        temperature, fixed=fixed, fixed_mask=mask)
+            t_tok += time.perf_counter() - t
+            features, joints, info = control.apply(self._decode(codes), foot_lock)
+            info = {**info, "candidate": i}
+            if best is None or info.get("path_cost", 0.0) < best[3].get("path_cost", 0.0):
+                best = (codes, features, joints, info)
+        return (*best, t_tok)
 
     def _result(self, joints, features, codes, n_tok, texts, seed, guidance, timings, foot_lock=True):
         fpt = frames_per_token()
