@@ -4,6 +4,7 @@ generators / timeline / motion → ops; the models, kernels and decoders never r
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -188,3 +189,15 @@ def test_every_backend_has_the_generator_interface():
             optional = {p for p in want if want[p].default is not inspect.Parameter.empty}
             assert optional <= {p for p in got if got[p].default is not inspect.Parameter.empty}, (cls.__name__, name)
         assert "self.window =" in inspect.getsource(cls.__init__), cls.__name__
+
+
+def test_readme_code_map_names_files_that_exist():
+    readme = (REPO / "README.md").read_text()
+    code_map = readme.split("## Code map", 1)[1].split("\n## ", 1)[0]
+    paths = set(re.findall(r"(?<![\w/])((?:kmm|tests)/[\w/]*[\w]+(?:\.py)?/?|app\.py)", code_map))
+    assert len(paths) > 30
+    assert sorted(p for p in paths if not (REPO / p).exists()) == []
+    # every generator family's model, decoding and training files are on the map
+    for path in ("kmm/model/generator.py", "kmm/model/bamm.py", "kmm/model/motion_mamba.py", "kmm/sampling.py",
+                 "kmm/bamm_decoding.py", "kmm/diffusion.py", "kmm/train.py", "kmm/train_motion_mamba.py"):
+        assert path in paths
