@@ -14,7 +14,8 @@ PACKAGE = REPO / "kmm"
 
 # modules that must not reach up to the pipeline, the app or the command line (STYLE.md, dependency direction)
 LOWER_LAYERS = ("kmm.errors", "kmm.config", "kmm.model", "kmm.ops", "kmm.sampling", "kmm.masking",
-                "kmm.bamm_decoding", "kmm.diffusion", "kmm.motion")
+                "kmm.bamm_decoding", "kmm.diffusion", "kmm.backends", "kmm.generator_api", "kmm.motion",
+                "kmm.segment", "kmm.data", "kmm.corpus", "kmm.training", "kmm.train", "kmm.train_motion_mamba")
 UPPER_LAYERS = ("kmm.pipeline", "kmm.app_logic", "kmm.app", "kmm.cli", "kmm.card", "kmm.eval")
 
 
