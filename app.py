@@ -300,6 +300,11 @@ def build_generate_tab(service: logic.MotionService, examples: list[logic.Exampl
      .then(on_mesh, mesh_inputs, mesh_outputs, api_visibility="private")
      .then(ready, None, [generate, regen], queue=False, api_visibility="private"))
 
+    # --- control (issue #19): pins and a path; the panel is built by _control_panel below -----------------
+    _control_panel(service, last, [seed, guidance, steps, model, foot_lock], outputs, respond, failed,
+                   lambda event: event.then(on_mesh, mesh_inputs, mesh_outputs, api_visibility="private"))
+    # --- end control --------------------------------------------------------------------------------------
+
     if examples:
         by_key = {e.key: e for e in examples}
 
@@ -325,6 +330,78 @@ def build_generate_tab(service: logic.MotionService, examples: list[logic.Exampl
          .then(on_mesh, mesh_inputs, mesh_outputs, api_visibility="private")
          .then(ready, None, [generate, regen], queue=False, api_visibility="private"))
     return abilities
+
+
+# --- Control panel (issue #19; logic in kmm/app_control.py) -----------------------------------------
+
+def _control_panel(service, last, settings_inputs, outputs, respond, failed, then_mesh):
+    """Accordion on the Generate tab: pin frames of the motion on screen, a waypoint table drawn on a top view of
+    the floor, and "Generate with control" (the same segments, through the pins and along the path)."""
+    from kmm import app_control as ctl
+    from kmm.control import ControlError
+
+    with gr.Accordion("Control: pin poses, walk a path", open=False, elem_id="control-box"):
+        gr.Markdown("Pin a frame of the motion on screen (its time in seconds, as the player shows it) and/or "
+                    "add floor waypoints (metres; the start is x = z = 0 facing +Z, +X is the body's left), then "
+                    "**Generate with control**: the same segments pass through the pinned poses and walk the path.")
+        with gr.Row(equal_height=True):
+            pin_t = gr.Number(label="Frame at (s)", value=1.0, elem_id="pin-time")
+            pin = gr.Button("Pin this frame", elem_id="pin-frame")
+            unpin = gr.Button("Clear pins", elem_id="clear-pins")
+        pins_md = gr.Markdown(ctl.pins_markdown([]), elem_id="pins")
+        with gr.Row(equal_height=True):
+            wp_t = gr.Number(label="t (s)", value=2.0, elem_id="wp-t")
+            wp_x = gr.Number(label="x (m)", value=0.0, elem_id="wp-x")
+            wp_z = gr.Number(label="z (m)", value=2.0, elem_id="wp-z")
+            add = gr.Button("Add waypoint", elem_id="add-waypoint")
+            clear = gr.Button("Clear path", elem_id="clear-path")
+        with gr.Row():
+            table = gr.Dataframe(headers=ctl.WAYPOINT_HEADERS, datatype=["number"] * 3, column_count=3,
+                                 interactive=True, label="Waypoints", elem_id="waypoints", scale=1)
+            floor = gr.HTML(ctl.floor_svg(), elem_id="floor-view")
+        go = gr.Button("Generate with control", variant="primary", elem_id="generate-control")
+        report = gr.Markdown(elem_id="control-report")
+    pins = gr.State([])
+    expected = EXPECTED + (ControlError,)
+
+    def view(take, pins_, table_):
+        try:
+            rows = ctl.waypoint_rows(table_)
+        except expected:
+            rows = []
+        return ctl.floor_svg(take.result.joints if take is not None else None, rows, pins_)
+
+    def on_pin(take, t, pins_, table_):
+        try:
+            pins_ = ctl.pin_frame(take, t, pins_)
+        except expected as e:
+            return pins_, gr.update(), gr.update(), _warn(e)
+        return pins_, ctl.pins_markdown(pins_), view(take, pins_, table_), ""
+
+    def on_add(take, t, x, z, table_, pins_):
+        try:
+            rows = ctl.add_waypoint(table_, t, x, z)
+        except expected as e:
+            return gr.update(), gr.update(), _warn(e)
+        return rows, ctl.floor_svg(take.result.joints if take is not None else None, rows, pins_), ""
+
+    @gpu
+    def on_go(take, pins_, table_, *settings):
+        t0 = time.perf_counter()
+        try:
+            new = ctl.generate_controlled(service, take, pins_, table_, logic.check_settings(*settings))
+        except expected as e:
+            return failed(e) + [gr.update(), _warn(e)]
+        return respond(new, t0) + [view(new, pins_, table_), ctl.control_report(new.result)]
+
+    private = dict(api_visibility="private")
+    pin.click(on_pin, [last, pin_t, pins, table], [pins, pins_md, floor, report], **private)
+    unpin.click(lambda take, table_: ([], ctl.pins_markdown([]), view(take, [], table_)), [last, table],
+                [pins, pins_md, floor], **private)
+    add.click(on_add, [last, wp_t, wp_x, wp_z, table, pins], [table, floor, report], **private)
+    clear.click(lambda take, pins_: ([], view(take, pins_, [])), [last, pins], [table, floor], **private)
+    table.input(view, [last, pins, table], floor, **private)
+    then_mesh(go.click(on_go, [last, pins, table, *settings_inputs], outputs + [floor, report], **private))
 
 
 # --- Compare tab -------------------------------------------------------------------------------------

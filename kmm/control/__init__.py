@@ -50,7 +50,8 @@ class Control:
     def apply(self, features: np.ndarray, foot_lock: bool = True, fps: float = FPS):
         """(T, 263) decoded features -> (features with the warped root, (T, 22, 3) joints, info dict).
         info: path_cost (how much the motion was bent, for choosing among candidates), residual_m (sliding added
-        to reach the waypoints exactly), speed_range, turn_max_rad."""
+        to reach the waypoints exactly), speed_range, turn_max_rad; keypose_m_before_blend (mean joint error at
+        each key frame before the final blend)."""
         feats, info = np.asarray(features, dtype=np.float32), {}
         targets = self.targets(len(feats), fps)
         if targets:
@@ -60,6 +61,10 @@ class Control:
                     "turn_max_rad": float(np.abs(warp.turn).max())}
         joints = clean_joints(feats, foot_lock=foot_lock)
         if self.keyposes:
+            frames = keypose_frames(self.keyposes, len(joints), fps)
+            # how near in-painting and placement came on their own
+            info["keypose_m_before_blend"] = [float(np.linalg.norm(joints[f] - placed(k), axis=-1).mean())
+                                              for f, k in zip(frames, self.keyposes)]
             joints = pin_poses(joints, self.keyposes, fps)
         return feats, joints, info
 

@@ -30,7 +30,8 @@ def waypoint_errors(joints: np.ndarray, waypoints, fps: float = FPS) -> list[flo
 def keypose_errors(joints: np.ndarray, frames, poses) -> list[float]:
     """(T, 22, 3), key frames (K,), poses (K, 22, 3) -> mean joint distance (m) at each key frame."""
     x = np.asarray(joints, dtype=np.float64)
-    return [float(np.linalg.norm(x[f] - np.asarray(p, dtype=np.float64), axis=-1).mean()) for f, p in zip(frames, poses)]
+    return [float(np.linalg.norm(x[f] - np.asarray(p, dtype=np.float64), axis=-1).mean())
+            for f, p in zip(frames, poses)]
 
 
 def jerk_near(joints: np.ndarray, frames, radius: int = 15, fps: float = FPS) -> float:
@@ -78,4 +79,5 @@ def control_arrays(control: dict) -> dict:
     return {"control_waypoints": np.asarray(control.get("waypoints", []), dtype=np.float64).reshape(-1, 3),
             "control_keypose_times": np.asarray(control.get("keypose_times", []), dtype=np.float64),
             "control_keypose_frames": np.asarray(control.get("keypose_frames", []), dtype=np.int64),
-            "control_keypose_joints": np.asarray(control.get("keypose_joints", []), dtype=np.float32).reshape(-1, 22, 3)}
+            "control_keypose_joints": np.asarray(control.get("keypose_joints", []),
+                                                 dtype=np.float32).reshape(-1, 22, 3)}
