@@ -124,3 +124,41 @@ def test_clean_joints_is_deterministic_and_finite(mini_motions, foot_lock):
     f = joints_to_features(joints)
     a, b = clean_joints(f, foot_lock=foot_lock), clean_joints(f, foot_lock=foot_lock)
     assert np.array_equal(a, b) and np.isfinite(a).all() and a.dtype == np.float32
+
+
+def test_plant_spans_widen_short_gaps():
+    c = np.array([1, 1, 1, 1, 0, 1, 1, 1, 1], dtype=bool)
+    assert footlock.plant_spans(c, min_swing=3) == [(0, 3), (6, 9)]
+    assert footlock.plant_spans(c, min_swing=1) == [(0, 4), (5, 9)]
+
+
+def test_detect_contacts_finds_a_slow_low_foot_the_model_missed_with_hysteresis():
+    x = _standing(40)
+    # the left foot creeps forward at 0.6 m/s from frame 10 (above the entry speed, below the stay speed),
+    # then swings away fast from frame 30
+    v = np.where(np.arange(40) >= 10, 0.6 / 20, 0.0) + np.where(np.arange(40) >= 30, 2.0 / 20, 0.0)
+    for j in (7, 10):
+        x[:, j, 2] += np.cumsum(v)
+    predicted = np.zeros((40, 4), dtype=bool)                      # the model predicts nothing
+    c = footlock.detect_contacts(x, predicted)
+    assert c[:29, 1].all()                                         # planted before, still planted while creeping
+    assert not c[32:, 1].any()                                     # not once it swings fast
+    assert c[:, 3].all()                                           # the right toe stands all along
+
+
+def test_a_quick_step_between_two_plants_is_lifted_and_keeps_its_ends():
+    pos = np.zeros((30, 3))
+    pos[15:, 2] = 0.3                                              # the foot teleports 30 cm along the floor
+    contact = np.ones(30, dtype=bool)
+    contact[14:16] = False
+    target, w, planted = footlock.anchor_targets(pos, contact, blend=6)
+    gap = ~planted
+    assert gap.sum() >= footlock.MIN_SWING and (w[gap] == 1).all()
+    assert target[gap, 1].max() > 0.1 * 0.3                         # lifted: a step, not a slide
+    assert np.allclose(target[planted & (np.arange(30) < 14)], 0.0) and np.allclose(target[-1], [0, 0, 0.3])
+    assert np.abs(np.diff(target[:, 2])).max() < 0.3 / 2            # spread over the swing, no jump
+
+
+def test_lock_feet_leaves_a_motion_without_contacts_alone():
+    x = _standing(20)
+    assert np.array_equal(footlock.lock_feet(x, np.zeros((20, 4), dtype=bool)), x.astype(np.float32))

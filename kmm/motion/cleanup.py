@@ -8,8 +8,9 @@
    reproduces the joints exactly;
 3. the model's predicted foot contacts, cleaned (``footlock.clean_contacts``);
 4. the root height made plausible (``ground.ground``: feet on the floor when in contact, no long floating);
-   then the contacts kept only where the foot is near the floor and not swinging (``footlock.plausible_contacts``);
-5. planted feet locked with leg IK (``footlock.lock_feet``), unless `foot_lock` is off.
+   then the contacts to lock: the predicted ones where the foot is near the floor and not swinging, joined with
+   the feet the joints show planted (low and slow; ``footlock.detect_contacts``);
+5. planted feet locked with leg IK, quick steps between plants (``footlock.lock_feet``), unless `foot_lock` is off.
 The features themselves are never changed (editing works on them and on the tokens).
 """
 from __future__ import annotations
@@ -43,7 +44,7 @@ def clean_joints(features: np.ndarray, *, foot_lock: bool = True, offsets: np.nd
     x = on_skeleton(raw, offsets)                                                 # 2.
     contacts = predicted_contacts(features)                                       # 3.
     x = ground.ground(x, contacts)                                                # 4.
-    contacts = footlock.plausible_contacts(x, contacts)         # never lock a foot in the air or mid-swing
+    contacts = footlock.detect_contacts(x, contacts)   # plausible predicted contacts + feet the joints show planted
     if foot_lock:                                                                 # 5.
         x = footlock.lock_feet(x, contacts)
     x = x.astype(np.float32)

@@ -2,24 +2,27 @@
 
 Generated motion predicts its own foot contacts (the last four feature channels, ``FEATURE_SLICES["contacts"]``,
 order ``skeleton.FOOT_JOINTS`` = left ankle, left toe, right ankle, right toe), but the decoded joints still slide
-while a contact is predicted. `lock_feet` pins them, on a skeleton with constant bone lengths (run it after
-``cleanup.on_skeleton`` and ``ground.ground``, as ``cleanup.clean_joints`` does):
+while a contact is predicted, and often slide slowly on the floor while none is predicted (the foot-skating
+metric counts any foot joint within 5 cm of the floor moving faster than 0.5 m/s). `lock_feet` pins them, on a
+skeleton with constant bone lengths (run it after ``cleanup.on_skeleton`` and ``ground.ground``, as
+``cleanup.clean_joints`` does):
 
-1. contacts: predicted values > 0.5, runs shorter than `min_frames` dropped, gaps of one frame filled
-   (`clean_contacts`); then only where the joint is near the floor (`CONTACT_MAX_HEIGHT`) and not swinging
-   (horizontal speed below `CONTACT_MAX_SPEED`; `plausible_contacts`);
-2. anchors: each contact run of a joint (ankle or toe) gets one world position, the joint's mean over the run;
-3. weights: 1 inside a run, easing (smoothstep) to 0 over `blend` frames before and after it; a frame between
-   two runs mixes both anchors (weights normalised when they sum above 1);
+1. contacts (`detect_contacts`): the predicted ones (> 0.5, `clean_contacts`) where the joint is near the floor
+   and not swinging (`plausible_contacts`), joined with the contacts the joints themselves show: low and slow,
+   with hysteresis (`GEO_*`); gaps between two plants widened to at least `MIN_SWING` frames (`plant_spans`);
+2. anchors: each plant of a joint (ankle or toe) gets one world position, the joint's mean over the plant;
+3. paths and weights (`anchor_targets`): between two plants a minimum-jerk path from anchor to anchor, lifted
+   mid-way like a step; a gap up to `STEP_FRAMES` follows it fully (a quick step), a longer one and the ends
+   of the clip ease (minimum-jerk, `blend` frames) back to the decoded swing; off-plant targets are smoothed
+   a little (`TARGET_SMOOTH`) so the legs carry no jerk spikes;
 4. targets: ankle and toe move towards their anchors by their weights; when only the toe is planted (heel
    off), the ankle keeps its own direction from the toe at the foot's length, so the foot pivots on the toe;
-5. reach: where an ankle target lies beyond the straight leg, the whole body is lowered (smoothly: a moving
-   maximum, then a Gaussian no wider, so the drop is never less than needed) until it is reachable, by at most
-   `MAX_DROP` (further than that the ankle stops at the leg's reach; a target at exactly full reach ends
-   0.37 · SOFT_IK of the leg short, about 6 mm, from the soft IK of step 6);
+5. reach: where an ankle target lies beyond the leg's reach (less half the soft zone of step 6), the whole
+   body is lowered (smoothly: a moving maximum, then a Gaussian no wider, so the drop is never less than
+   needed), by at most `MAX_DROP` (further than that the ankle stops short of its target);
 6. legs: two-bone IK (hip fixed, `two_bone_ik`) puts the ankle on its target, the knee bending in the plane of
-   the original knee (its pole), every bone keeping its length; the toe is placed from the new ankle towards
-   its target at the foot's length.
+   the original knee (its pole), every bone keeping its length, the last `SOFT_IK` of the reach approached
+   softly; the toe is placed from the new ankle towards its target at the foot's length.
 Joints other than knees, ankles and toes are unchanged up to the body drop of step 5. Pure numpy.
 """
 from __future__ import annotations
@@ -35,8 +38,18 @@ CONTACT_MAX_SPEED = 1.0                       # m/s horizontal: faster is a swin
 MAX_DROP = 0.06                               # m the body may be lowered to reach a planted foot
 LEGS = ((1, 4, 7, 10), (2, 5, 8, 11))         # (hip, knee, ankle, toe) of the left and right leg
 POLE_FORWARD = 0.1                            # m of the body's facing added to the knee pole (see two_bone_ik)
-SOFT_IK = 0.02                                # share of the leg's reach approached softly (see two_bone_ik)
-SMOOTH_FRAMES = 1.5                           # Gaussian σ (frames) of the body drop
+SOFT_IK = 0.10                                # share of the leg's reach approached softly (see two_bone_ik)
+SMOOTH_FRAMES = 4.0                           # Gaussian σ (frames) of the body drop
+GEO_ENTER_HEIGHT = (0.12, 0.05, 0.12, 0.05)   # m: a joint this low ...
+GEO_ENTER_SPEED = 0.4                          # m/s: ... and this slow is planted (ankle flat: ~0.08 m, toe ~0)
+GEO_STAY_HEIGHT = (0.15, 0.08, 0.15, 0.08)    # m: a planted joint stays planted while this low ...
+GEO_STAY_SPEED = 0.9                           # m/s: ... and this slow (hysteresis)
+MIN_SWING = 5                                  # frames (0.25 s): the shortest move of a foot between two plants
+STEP_FRAMES = 8                                # frames: a gap up to this long is one synthetic step
+LIFT_PER_M = 0.4                               # a synthetic step's lift (m) per metre it travels ...
+MAX_LIFT = 0.08                                # ... at most this (m)
+BLEND_FRAMES = 12                              # frames (0.6 s) a lock fades in / out where no plant follows
+TARGET_SMOOTH = 1.0                            # Gaussian σ (frames) of the feet's corrections
 _REACH = 0.999                                # ankle target at most this share of the straight leg from the hip
 
 
@@ -58,13 +71,48 @@ def clean_contacts(values: np.ndarray, threshold: float = CONTACT_THRESHOLD, min
     return out
 
 
+def _foot_speed(feet: np.ndarray, fps: float) -> np.ndarray:
+    """(T, F, 3) -> (T, F) horizontal speed (m/s), the slower of the steps into and out of each frame."""
+    step = np.linalg.norm(np.diff(feet[..., [0, 2]], axis=0), axis=-1) * fps        # (T-1, F) m/s
+    if not len(step):
+        return np.zeros(feet.shape[:2])
+    return np.concatenate([step[:1], np.minimum(step[1:], step[:-1]), step[-1:]])
+
+
 def plausible_contacts(joints: np.ndarray, contacts: np.ndarray, fps: float = FPS, floor: float = 0.0) -> np.ndarray:
     """(T, 22, 3) grounded joints, (T, 4) bool -> (T, 4) bool: contacts of feet near the floor and not swinging."""
     feet = np.asarray(joints, dtype=np.float64)[:, list(FOOT_JOINTS)]              # (T, 4, 3)
-    step = np.linalg.norm(np.diff(feet[..., [0, 2]], axis=0), axis=-1) * fps        # (T-1, 4) m/s
-    speed = np.concatenate([step[:1], np.minimum(step[1:], step[:-1]), step[-1:]]) if len(step) else np.zeros((1, 4))
+    speed = _foot_speed(feet, fps)
     low = feet[..., 1] - floor < np.array(CONTACT_MAX_HEIGHT)
     return np.asarray(contacts, dtype=bool) & low & (speed < CONTACT_MAX_SPEED)
+
+
+def detect_contacts(joints: np.ndarray, predicted: np.ndarray, fps: float = FPS, floor: float = 0.0) -> np.ndarray:
+    """(T, 22, 3) grounded joints, (T, 4) bool predicted contacts -> (T, 4) bool contacts to lock (step 1).
+
+    The union of the plausible predicted contacts (`plausible_contacts`) and the feet that the joints themselves
+    show planted: a foot joint enters contact below `GEO_ENTER_HEIGHT` and slower than `GEO_ENTER_SPEED`, and
+    stays in it (hysteresis) while below `GEO_STAY_HEIGHT` and slower than `GEO_STAY_SPEED` (the data's own
+    rule, ``features.CONTACT_SQ_VEL``: 0.9 m/s); then one-frame gaps filled and single frames dropped
+    (`clean_contacts`); last, the gaps between plants widened to `MIN_SWING` (`plant_spans`). A foot that
+    slides slowly while the model predicts it swinging is still planted.
+    """
+    feet = np.asarray(joints, dtype=np.float64)[:, list(FOOT_JOINTS)]             # (T, 4, 3)
+    h, speed = feet[..., 1] - floor, _foot_speed(feet, fps)                       # (T, 4)
+    enter = (h < np.array(GEO_ENTER_HEIGHT)) & (speed < GEO_ENTER_SPEED)
+    stay = (h < np.array(GEO_STAY_HEIGHT)) & (speed < GEO_STAY_SPEED)
+    geo = np.zeros_like(enter)
+    for k in range(enter.shape[1]):
+        on = False
+        for t in range(len(h)):
+            on = bool(stay[t, k]) if on else bool(enter[t, k])
+            geo[t, k] = on
+    both = clean_contacts((geo | plausible_contacts(joints, predicted, fps, floor)).astype(np.float64))
+    out = np.zeros_like(both)
+    for k in range(both.shape[1]):
+        for a, b in plant_spans(both[:, k]):
+            out[a:b, k] = True
+    return out
 
 
 def smoothstep(x: np.ndarray) -> np.ndarray:
@@ -73,29 +121,79 @@ def smoothstep(x: np.ndarray) -> np.ndarray:
     return x * x * (3.0 - 2.0 * x)
 
 
-def anchor_targets(pos: np.ndarray, contact: np.ndarray, blend: int) -> tuple[np.ndarray, np.ndarray]:
-    """One joint's track: (T, 3) positions, (T,) bool contact -> targets (T, 3), weights (T,) (steps 2-3)."""
+def smootherstep(x: np.ndarray) -> np.ndarray:
+    """0 -> 0, 1 -> 1 with zero speed and acceleration at both ends (minimum-jerk profile): 6x⁵ − 15x⁴ + 10x³."""
+    x = np.clip(x, 0.0, 1.0)
+    return x * x * x * (x * (6.0 * x - 15.0) + 10.0)
+
+
+def _bump(tau: np.ndarray) -> np.ndarray:
+    """0 at 0 and 1, 1 at 0.5, zero speed and acceleration at the ends: 64 τ³ (1 − τ)³."""
+    tau = np.clip(tau, 0.0, 1.0)
+    return 64.0 * (tau * (1.0 - tau)) ** 3
+
+
+def plant_spans(contact: np.ndarray, min_swing: int = MIN_SWING) -> list[tuple[int, int]]:
+    """Contact runs, with every gap between two runs widened to at least `min_swing` frames by shortening the
+    runs on both sides (each keeps at least one frame): a foot never jumps between two plants in less time.
+
+    [1, 1, 1, 1, 0, 1, 1, 1, 1], min_swing 3 -> [(0, 3), (6, 9)] (the one-frame gap takes a frame from each side).
+    """
+    spans = [list(s) for s in runs(contact)]
+    for r in range(len(spans) - 1):
+        left, right = spans[r], spans[r + 1]
+        need = min_swing - (right[0] - left[1])
+        if need <= 0:
+            continue
+        take_l = min((need + 1) // 2, left[1] - left[0] - 1)
+        take_r = min(need - take_l, right[1] - right[0] - 1)
+        take_l = min(need - take_r, left[1] - left[0] - 1)
+        left[1] -= take_l
+        right[0] += take_r
+    return [(a, b) for a, b in spans]
+
+
+def anchor_targets(pos: np.ndarray, contact: np.ndarray, blend: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One joint's track: (T, 3) positions, (T,) bool contact -> targets (T, 3), weights (T,), planted (T,) bool.
+
+    Inside a plant (`plant_spans`) the target is the plant's anchor, its mean position (weight 1). Between two
+    plants the anchor path moves from one anchor to the next on a minimum-jerk path, lifted by `_bump` ·
+    min(LIFT_PER_M · distance, MAX_LIFT) mid-way and never below the decoded joint; a gap up to `STEP_FRAMES`
+    is one quick step that follows this path (weight 1); in a longer gap, and before the first / after the last
+    plant, the weight eases from 1 to 0 over `blend` frames (minimum-jerk), so the decoded swing is kept
+    in between. Target = decoded + weight · (anchor path − decoded).
+    """
     T = len(pos)
-    spans = runs(contact)
+    spans = plant_spans(contact)
+    planted = np.zeros(T, dtype=bool)
     if not spans:
-        return pos.copy(), np.zeros(T)
+        return pos.copy(), np.zeros(T), planted
     t = np.arange(T)
-    w = np.zeros((len(spans), T))                                          # (R, T)
-    anchors = np.empty((len(spans), 3))
-    for r, (a, b) in enumerate(spans):
-        anchors[r] = pos[a:b].mean(axis=0)
-        dist = np.maximum(a - t, t - (b - 1)).clip(min=0)                   # frames outside the run
-        w[r] = smoothstep(1.0 - dist / (blend + 1)) if blend > 0 else (dist == 0).astype(float)
-    for r, (a, b) in enumerate(spans):                                     # inside a run only its own anchor
-        w[:, a:b] = 0.0
-        w[r, a:b] = 1.0
-    total = w.sum(axis=0)                                                  # (T,)
-    scale = np.where(total > 1.0, 1.0 / np.maximum(total, 1e-12), 1.0)
-    w = w * scale
-    weight = w.sum(axis=0)
-    mix = np.einsum("rt,rc->tc", w, anchors) / np.maximum(weight, 1e-12)[:, None]
-    target = np.where(weight[:, None] > 0, pos + weight[:, None] * (mix - pos), pos)
-    return target, weight
+    path = pos.copy()
+    w = np.zeros(T)
+    anchors = [pos[a:b].mean(axis=0) for a, b in spans]
+    for (a, b), anchor in zip(spans, anchors):
+        path[a:b], w[a:b], planted[a:b] = anchor, 1.0, True
+    (a0, _), (_, b1) = spans[0], spans[-1]
+    path[:a0], path[b1:] = anchors[0], anchors[-1]
+    if blend > 0:
+        w[:a0] = smootherstep(1.0 - (a0 - t[:a0]) / (blend + 1))
+        w[b1:] = smootherstep(1.0 - (t[b1:] - b1 + 1) / (blend + 1))
+    for r in range(len(spans) - 1):
+        b, a = spans[r][1], spans[r + 1][0]
+        if a <= b:
+            continue
+        tau = (t[b:a] - b + 1) / (a - b + 1)                                    # (g,) in (0, 1)
+        A, B = anchors[r], anchors[r + 1]
+        path[b:a] = A + smootherstep(tau)[:, None] * (B - A)
+        lift = min(LIFT_PER_M * float(np.linalg.norm((B - A)[[0, 2]])), MAX_LIFT)
+        path[b:a, 1] = np.maximum(path[b:a, 1] + lift * _bump(tau), pos[b:a, 1])
+        if a - b <= STEP_FRAMES:
+            w[b:a] = 1.0
+        elif blend > 0:
+            edge = np.minimum(t[b:a] - b + 1, a - t[b:a])                       # frames to the nearer plant
+            w[b:a] = smootherstep(1.0 - edge / (blend + 1))
+    return pos + w[:, None] * (path - pos), w, planted
 
 
 def two_bone_ik(hip: np.ndarray, knee: np.ndarray, ankle: np.ndarray, target: np.ndarray,
@@ -137,7 +235,7 @@ def _moving(x: np.ndarray, r: int, fn) -> np.ndarray:
     return fn(np.lib.stride_tricks.sliding_window_view(pad, 2 * r + 1), axis=-1)
 
 
-def lock_feet(joints: np.ndarray, contacts: np.ndarray, *, blend: int = 3) -> np.ndarray:
+def lock_feet(joints: np.ndarray, contacts: np.ndarray, *, blend: int = BLEND_FRAMES) -> np.ndarray:
     """(T, 22, 3) joints (constant bones, grounded), (T, 4) bool contacts -> (T, 22, 3) float32, feet locked."""
     x = np.asarray(joints, dtype=np.float64).copy()
     c = np.asarray(contacts, dtype=bool)
@@ -145,22 +243,27 @@ def lock_feet(joints: np.ndarray, contacts: np.ndarray, *, blend: int = 3) -> np
     plans = []
     for hip, knee, ankle, toe in LEGS:
         # 2.-3. anchors and weights of the ankle and the toe
-        a_t, a_w = anchor_targets(x[:, ankle], c[:, col[ankle]], blend)
-        t_t, t_w = anchor_targets(x[:, toe], c[:, col[toe]], blend)
+        a_t, a_w, a_p = anchor_targets(x[:, ankle], c[:, col[ankle]], blend)
+        t_t, t_w, t_p = anchor_targets(x[:, toe], c[:, col[toe]], blend)
         if not (a_w.any() or t_w.any()):
             continue
         # 4. toe planted, heel free: the ankle keeps its direction from the toe target at the foot's length
         foot = np.linalg.norm(x[:, ankle] - x[:, toe], axis=-1)           # (T,)
         d = a_t - t_t
         pivot = t_t + foot[:, None] * d / np.maximum(np.linalg.norm(d, axis=-1), 1e-9)[:, None]
-        a_t = np.where(((t_w > 0) & (t_w > a_w))[:, None], a_t + (t_w - a_w)[:, None] * (pivot - a_t), a_t)
+        pivoting = (t_p & ~a_p) | ((t_w > a_w) & ~a_p)
+        a_t = np.where(pivoting[:, None], a_t + np.where(t_p, 1.0, t_w - a_w)[:, None] * (pivot - a_t), a_t)
+        # the corrections (target − decoded) smoothed a little: a plant's edges carry no jerk spike into the leg
+        a_t = np.where(a_p[:, None], a_t, gaussian_smooth(a_t, TARGET_SMOOTH))
+        t_t = np.where(t_p[:, None], t_t, gaussian_smooth(t_t, TARGET_SMOOTH))
         plans.append((hip, knee, ankle, toe, a_t, t_t, np.maximum(a_w, t_w) > 0, foot))
     if not plans:
         return x.astype(np.float32)
     # 5. lower the body where a target is out of reach
     need = np.zeros(len(x))
     for hip, knee, ankle, _, a_t, _, active, _ in plans:
-        reach = _REACH * (np.linalg.norm(x[:, knee] - x[:, hip], axis=-1) + np.linalg.norm(x[:, ankle] - x[:, knee], axis=-1))
+        reach = _REACH * (1 - SOFT_IK / 2) * (np.linalg.norm(x[:, knee] - x[:, hip], axis=-1)
+                                             + np.linalg.norm(x[:, ankle] - x[:, knee], axis=-1))
         u = a_t - x[:, hip]
         level = np.sqrt(np.maximum(reach ** 2 - u[:, 0] ** 2 - u[:, 2] ** 2, 0.0))
         need = np.maximum(need, np.where(active, np.maximum(0.0, -level - u[:, 1]), 0.0))
