@@ -98,6 +98,33 @@ def test_pin_poses_holds_the_pose_at_its_frame_and_leaves_far_frames(mini_motion
     assert np.abs(bones - bones[0]).max() < 1e-4                        # still one skeleton
 
 
+def test_a_pose_only_key_pose_is_pinned_where_the_body_is(mini_motions):
+    from kmm.control.keyposes import pin_targets
+    from kmm.motion.features import canonicalize, heading_yaw
+
+    joints = clean_joints(joints_to_features(next(iter(mini_motions.values())).astype(np.float64)), foot_lock=False)
+    pose = joints[5] + np.array([3.0, 0.0, -2.0], dtype=np.float32)          # far away: only its shape counts
+    kp = check_keyposes({"times": [1.0], "joints": pose[None], "place": False})
+    target = pin_targets(joints, kp)[0]
+    out = pin_poses(joints, kp)
+    assert keypose_errors(out, [20], [target])[0] < 1e-4
+    assert np.allclose(out[20, 0, [0, 2]], joints[20, 0, [0, 2]], atol=1e-5)   # stays where the body was
+    assert abs(np.angle(np.exp(1j * (heading_yaw(out[20]) - heading_yaw(joints[20]))))) < 1e-3
+    assert np.abs(canonicalize(out[20][None]) - canonicalize(pose[None])).max() < 1e-3
+    assert Control.make(kp, None).targets(len(joints)) == []                   # no path target for it
+
+
+def test_readme_control_tables_match_results_json():
+    import json
+
+    from kmm.eval.control_eval import render_control
+
+    result = ROOT / "results" / "control.json"
+    if not result.is_file():
+        pytest.skip("results/control.json not produced yet (python -m kmm control-eval)")
+    assert render_control(json.loads(result.read_text())) in (ROOT / "README.md").read_text()
+
+
 def test_control_make_validates():
     assert Control.make(None, None) is None and Control.make([], "") is None
     with pytest.raises(ControlError):

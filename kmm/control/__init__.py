@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from kmm.control.keyposes import (KeyPose, check_keyposes, keypose_frames, keypose_targets, load_keyposes,
-                                  pin_poses, placed)
+                                  pin_poses, pin_targets, placed)
 from kmm.control.path import ControlError, Waypoint, check_waypoints, follow_features, parse_path, path_targets
 from kmm.motion.cleanup import clean_joints
 from kmm.motion.skeleton import FPS
@@ -49,7 +49,7 @@ class Control:
 
     def apply(self, features: np.ndarray, foot_lock: bool = True, fps: float = FPS):
         """(T, 263) decoded features -> (features with the warped root, (T, 22, 3) joints, info dict).
-        info: path_cost (how much the motion was bent, for choosing among candidates), residual_m (sliding added
+        info: keypose_joints (the poses shown at the key frames), path_cost (how much the motion was bent, for choosing among candidates), residual_m (sliding added
         to reach the waypoints exactly), speed_range, turn_max_rad; keypose_m_before_blend (mean joint error at
         each key frame before the final blend)."""
         feats, info = np.asarray(features, dtype=np.float32), {}
@@ -62,9 +62,11 @@ class Control:
         joints = clean_joints(feats, foot_lock=foot_lock)
         if self.keyposes:
             frames = keypose_frames(self.keyposes, len(joints), fps)
+            targets = pin_targets(joints, self.keyposes, fps)                          # (K, 22, 3)
+            info["keypose_joints"] = [t.astype(np.float32) for t in targets]
             # how near in-painting and placement came on their own
-            info["keypose_m_before_blend"] = [float(np.linalg.norm(joints[f] - placed(k), axis=-1).mean())
-                                              for f, k in zip(frames, self.keyposes)]
+            info["keypose_m_before_blend"] = [float(np.linalg.norm(joints[f] - t, axis=-1).mean())
+                                              for f, t in zip(frames, targets)]
             joints = pin_poses(joints, self.keyposes, fps)
         return feats, joints, info
 
@@ -73,4 +75,5 @@ class Control:
         return {"waypoints": [[w.seconds, w.x, w.z] for w in self.waypoints],
                 "keypose_times": [k.seconds for k in self.keyposes],
                 "keypose_frames": keypose_frames(self.keyposes, n_frames, fps),
+                "keypose_place": [k.place for k in self.keyposes],
                 "keypose_joints": [placed(k).astype(np.float32) for k in self.keyposes]}

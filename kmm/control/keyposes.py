@@ -12,7 +12,8 @@ facing +Z, +X the body's left) and a time in seconds. It is reached in three ste
    `BLEND_FRAMES` frames on each side (smootherstep, continuous up to acceleration, so no jump); bones keep the
    skeleton ``retarget.REST_OFFSETS``.
 A key pose at time 0 defines the output's frame, so its own placement is dropped (it is moved to x = z = 0 and
-turned to face +Z). Poses from another body keep their joint rotations on our skeleton (bone lengths differ).
+turned to face +Z). A key pose with `place=False` pins the pose alone: step 2 is skipped and step 3 moves it onto
+the body's own floor position and facing at that frame ("raise both arms at 3 s" while walking anywhere). Poses from another body keep their joint rotations on our skeleton (bone lengths differ).
 Pure numpy + torch for the encoder call; `load_keyposes` is the one file reader.
 """
 from __future__ import annotations
@@ -38,11 +39,12 @@ BLEND_FRAMES = 12        # frames on each side of a key frame over which the fin
 class KeyPose:
     seconds: float
     joints: np.ndarray   # (22, 3) metres, the output's frame
+    place: bool = True   # False: the pose alone, wherever and however turned the body is at that time
 
 
 def check_keyposes(keyposes) -> list[KeyPose]:
-    """KeyPose list, (seconds, joints) pairs, or {"times": (K,), "joints": (K, 22, 3)} -> KeyPose list sorted
-    by time; times >= 0, finite, distinct; joints finite (K, 22, 3)."""
+    """KeyPose list, (seconds, joints[, place]) tuples, or {"times": (K,), "joints": (K, 22, 3)[, "place": bool or
+    (K,)]} -> KeyPose list sorted by time; times >= 0, finite, distinct; joints finite (K, 22, 3)."""
     if isinstance(keyposes, dict):
         if "times" not in keyposes or "joints" not in keyposes:
             raise ControlError("key poses need 'times' (K,) seconds and 'joints' (K, 22, 3)")
@@ -53,10 +55,13 @@ def check_keyposes(keyposes) -> list[KeyPose]:
         if joints.shape[1:] != (N_JOINTS, 3) or len(joints) != len(times):
             raise ControlError(f"key poses: joints must be (K, 22, 3) with K = len(times) = {len(times)}, "
                                f"got {tuple(joints.shape)}")
-        keyposes = list(zip(times, joints))
+        place = np.broadcast_to(np.asarray(keyposes.get("place", True), dtype=bool).reshape(-1), times.shape) \
+            if len(times) else np.zeros(0, dtype=bool)
+        keyposes = list(zip(times, joints, place))
     out = []
     for k in keyposes:
-        k = k if isinstance(k, KeyPose) else KeyPose(float(k[0]), np.asarray(k[1], dtype=np.float64))
+        k = k if isinstance(k, KeyPose) else KeyPose(float(k[0]), np.asarray(k[1], dtype=np.float64),
+                                                     bool(k[2]) if len(k) > 2 else True)
         if np.shape(k.joints) != (N_JOINTS, 3):
             raise ControlError(f"key pose at {k.seconds:g} s: joints must be (22, 3), got {np.shape(k.joints)}")
         if not (np.isfinite(k.seconds) and np.isfinite(k.joints).all()):
@@ -71,7 +76,8 @@ def check_keyposes(keyposes) -> list[KeyPose]:
 
 
 def load_keyposes(path) -> list[KeyPose]:
-    """An .npz with `joints` (K, 22, 3) metres and `times` (K,) seconds -> KeyPose list."""
+    """An .npz with `joints` (K, 22, 3) metres, `times` (K,) seconds and optionally `place` (K,) bool (False: the
+    pose alone, not its place on the floor) -> KeyPose list."""
     path = Path(path)
     if not path.is_file():
         raise ControlError(f"{path}: no such key pose file")
@@ -83,10 +89,15 @@ def load_keyposes(path) -> list[KeyPose]:
     return check_keyposes(arrays)
 
 
-def placed(keypose: KeyPose) -> np.ndarray:
-    """(22, 3) the pose as it must appear: unchanged, or canonical (pelvis at x = z = 0, facing +Z) at time 0."""
+def placed(keypose: KeyPose, body: np.ndarray | None = None) -> np.ndarray:
+    """(22, 3) the pose as it must appear: unchanged, or canonical (pelvis at x = z = 0, facing +Z) at time 0; a
+    pose with place=False is moved onto `body` (22, 3), the motion's own pose at that frame: its pelvis (x, z)
+    and its facing (the pose's height kept)."""
     if keypose.seconds * FPS < 0.5:
         return canonicalize(keypose.joints[None])[0]
+    if not keypose.place and body is not None:
+        pose = rot.apply(rot.yaw_matrix(heading_yaw(body)), canonicalize(keypose.joints[None])[0])
+        return pose + np.asarray(body[0], dtype=np.float64) * np.array([1.0, 0.0, 1.0])
     return np.asarray(keypose.joints, dtype=np.float64)
 
 
@@ -98,7 +109,7 @@ def keypose_targets(keyposes: list[KeyPose], n_frames: int, fps: float = FPS) ->
     """Root-path targets (step 2): pelvis (x, z) and facing of every key pose after frame 0."""
     out = []
     for k, f in zip(keyposes, keypose_frames(keyposes, n_frames, fps)):
-        if f > 0:
+        if f > 0 and k.place:
             pose = placed(k)
             out.append(Target(f, float(pose[0, 0]), float(pose[0, 2]), float(heading_yaw(pose))))
     return out
@@ -164,6 +175,12 @@ def blend_weights(frames: list[int], n_frames: int, radius: int = BLEND_FRAMES) 
     return w
 
 
+def pin_targets(joints: np.ndarray, keyposes: list[KeyPose], fps: float = FPS) -> np.ndarray:
+    """(T, 22, 3) joints before the blend -> (K, 22, 3) the poses they must show at the key frames (`placed`)."""
+    x = np.asarray(joints, dtype=np.float64)
+    return np.array([placed(k, x[f]) for k, f in zip(keyposes, keypose_frames(keyposes, len(x), fps))])
+
+
 def pin_poses(joints: np.ndarray, keyposes: list[KeyPose], fps: float = FPS, radius: int = BLEND_FRAMES,
               offsets: np.ndarray = REST_OFFSETS) -> np.ndarray:
     """Step 3: (T, 22, 3) joints on `offsets` -> (T, 22, 3) float32 that hold each key pose at its frame."""
@@ -172,9 +189,9 @@ def pin_poses(joints: np.ndarray, keyposes: list[KeyPose], fps: float = FPS, rad
         return x.astype(np.float32)
     frames = keypose_frames(keyposes, len(x), fps)
     weights = blend_weights(frames, len(x), radius)                              # (K, T)
-    for k, w in zip(keyposes, weights):
+    targets = pin_targets(x, keyposes, fps)
+    for k, w, pose in zip(keyposes, weights, targets):
         idx = np.flatnonzero(w > 0)
-        pose = placed(k)
         local = ik.local_rotations(ik.global_rotations(x[idx], offsets))          # (n, 22, 3, 3)
         goal = ik.local_rotations(ik.global_rotations(pose, offsets))             # (22, 3, 3)
         q = _slerp(_quat(local), np.broadcast_to(_quat(goal), local.shape[:-2] + (4,)),
