@@ -119,7 +119,12 @@ class BammBackend(_TokenDecoder):
 
 
 class LatentBackend:
-    """`steps` = DDIM steps; guidance s as in (1 + s)·cond − s·uncond."""
+    """`steps` = DDIM steps; guidance s as in (1 + s)·cond − s·uncond. Every DDIM step clamps the predicted clean
+    latents to ±`clip_x0` (in units of the training latents' per-channel std; `kmm.diffusion.clip_prediction`):
+    without it, guided sampling with few steps leaves the range the VAE decoder was trained on, and the decoded
+    body breaks (bones ×2-4, pelvis up to 1.6 m; issue #14)."""
+
+    clip_x0 = 2.0
 
     def __init__(self, vae, denoiser, text_top):
         self.vae, self.denoiser, self.text_top = vae, denoiser, text_top
@@ -143,7 +148,7 @@ class LatentBackend:
             known = bool(known_w.any())
             return sample_latents(self.denoiser, text, seg_ids[:, start:end], generator, guidance=guidance,
                                   steps=steps, fixed=fixed_w.to(device) if known else None,
-                                  fixed_mask=known_w.to(device) if known else None).cpu()
+                                  fixed_mask=known_w.to(device) if known else None, clip_x0=self.clip_x0).cpu()
 
         N = seg_ids.shape[1]
         return _windows(window_fn, N, self.window, fixed, fixed_mask, torch.zeros(1, N, C))[0].to(device)

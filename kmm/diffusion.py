@@ -8,7 +8,9 @@ Pure functions, no I/O; all randomness comes from the torch.Generator passed in.
 - Prediction targets: "epsilon" (ε, the paper's), "sample" (x₀) or "v_prediction" (v = √ᾱ ε − √(1−ᾱ) x₀).
 - `guided_denoiser`: classifier-free guidance, pred = (1 + s)·cond − s·uncond in one doubled batch.
 - `ddim_sample`: deterministic DDIM (η = 0) with optional inpainting of fixed latents (editing, window
-  overlaps). Ours: 10 steps by default at inference (MLD/Motion Mamba: 50), for a CPU demo.
+  overlaps) and optional static thresholding of x̂₀ (`clip_prediction`, DDPM's `clip_sample`; the pipeline's
+  Motion Mamba backend uses ±2 std: guided 10-step sampling otherwise leaves the decoder's latent range).
+  Ours: 10 steps by default at inference (MLD/Motion Mamba: 50), for a CPU demo.
 - `sample_latents`: the whole text → latents sampler of a MotionMambaDenoiser, in the VAE's latent space.
 """
 from __future__ import annotations
@@ -76,6 +78,14 @@ def guided_denoiser(model, lengths, text, seg_ids, scale: float) -> Callable:
     return fn
 
 
+def clip_prediction(x_t, x0, t, alphas_cumprod, bound: float):
+    """Static thresholding (DDPM's `clip_sample`): x̂₀ clamped to [−bound, bound], ε̂ recomputed from it so the
+    DDIM step stays consistent with x_t. -> (x̂₀, ε̂)."""
+    a = _at(alphas_cumprod, t, x_t)
+    x0 = x0.clamp(-bound, bound)
+    return x0, (x_t - a.sqrt() * x0) / (1 - a).sqrt()
+
+
 def ddim_timesteps(T: int, steps: int) -> list[int]:
     """`steps` evenly spaced timesteps from T−1 down to 0. T=1000, steps=4 -> [999, 666, 333, 0]."""
     steps = max(1, min(int(steps), T))
@@ -86,7 +96,7 @@ def ddim_timesteps(T: int, steps: int) -> list[int]:
 
 @torch.no_grad()
 def ddim_sample(pred_fn, shape, alphas_cumprod, steps: int, generator: torch.Generator, *,
-                prediction: str = "epsilon", fixed=None, fixed_mask=None, device=None):
+                prediction: str = "epsilon", fixed=None, fixed_mask=None, device=None, clip_x0: float | None = None):
     """Deterministic DDIM (η = 0). pred_fn(x_t (B, N, C), t (B,) long) -> prediction; shape (B, N, C).
 
     Inpainting: fixed (B, N, C) latents are kept where fixed_mask (B, N) is True. Returns x₀ (B, N, C).
@@ -114,6 +124,8 @@ def ddim_sample(pred_fn, shape, alphas_cumprod, steps: int, generator: torch.Gen
         tt = torch.full((B,), t, dtype=torch.long, device=device)
         # 3.
         x0, eps = split_prediction(x, pred_fn(x, tt).float(), tt, ac, prediction)
+        if clip_x0 is not None:
+            x0, eps = clip_prediction(x, x0, tt, ac, clip_x0)
         if i + 1 == len(ts):
             x = x0
             break
@@ -132,13 +144,13 @@ def ddim_sample(pred_fn, shape, alphas_cumprod, steps: int, generator: torch.Gen
 
 @torch.no_grad()
 def sample_latents(denoiser, text, seg_ids, generator: torch.Generator, *, guidance: float = 4.0, steps: int = 10,
-                   fixed=None, fixed_mask=None):
+                   fixed=None, fixed_mask=None, clip_x0: float | None = None):
     """Text -> latents (1, N, C) in the VAE's (un-normalised) space; decode them with MotionVAE.decode.
 
     text (1, S, 384) frozen pooled sentence embeddings, one per segment; seg_ids (1, N) segment of each
     latent step; fixed (1, N, C) VAE-space latents kept where fixed_mask (1, N) (inpainting).
     1. normalise `fixed` with the denoiser's latent statistics
-    2. guided DDIM in normalised latent space
+    2. guided DDIM in normalised latent space (x̂₀ clamped to ±`clip_x0` there, when given)
     3. un-normalise; fixed positions returned exactly as given
     """
     p = next(denoiser.parameters())
@@ -158,7 +170,7 @@ def sample_latents(denoiser, text, seg_ids, generator: torch.Generator, *, guida
     fn = guided_denoiser(denoiser, lengths, text.to(device).to(p.dtype), seg_ids.to(device), guidance)
     ac = scaled_linear_alphas_cumprod(denoiser.config.diffusion_steps).to(device)
     x = ddim_sample(fn, shape, ac, steps, generator, prediction=denoiser.config.prediction,
-                    fixed=fixed_n, fixed_mask=fixed_mask, device=device)
+                    fixed=fixed_n, fixed_mask=fixed_mask, device=device, clip_x0=clip_x0)
     # 3.
     z = x * std + mean
     if fixed_mask is not None:

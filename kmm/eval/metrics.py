@@ -331,6 +331,21 @@ def bone_length_spread(joints: np.ndarray) -> float:
     return float(lengths.std(axis=0).max())
 
 
+def body_integrity(joints: np.ndarray, rest_lengths: np.ndarray, foot_joints=FOOT_JOINTS,
+                   height: float = AIRBORNE_HEIGHT) -> dict:
+    """Is the body whole? {"bone_ratio_max": longest bone over its rest length, "leg_ratio_max": the same over the
+    thighs and shins only (short bones such as the collars stretch most under decoder noise), "pelvis_max_m": the
+    highest pelvis above the floor (y = 0) on frames where a foot is down (lowest foot joint <= `height`), nan
+    when there is none}. A broken decoded body: ratios ≫ 1 and a pelvis near 2 m; a body on the fixed skeleton
+    standing: 1, 1, ~0.9 m."""
+    joints = np.asarray(joints, dtype=np.float64)
+    ratio = np.linalg.norm(joints[:, 1:] - joints[:, list(PARENTS[1:])], axis=-1) / np.asarray(rest_lengths)
+    legs = [j - 1 for j in (4, 5, 7, 8)]                                        # knees, ankles: thigh, shin bones
+    down = joints[:, list(foot_joints), 1].min(axis=1) <= height
+    return {"bone_ratio_max": float(ratio.max()), "leg_ratio_max": float(ratio[:, legs].max()),
+            "pelvis_max_m": float(joints[down, 0, 1].max()) if down.any() else float("nan")}
+
+
 def plausibility(joints: np.ndarray, fps: float = FPS) -> dict:
     """All of the above for one motion: float_m, penetration_m, airborne_share, airborne_max_s, bone_spread_m."""
     return {"float_m": foot_float(joints, fps), "penetration_m": foot_penetration(joints),
