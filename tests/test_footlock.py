@@ -162,3 +162,18 @@ def test_a_quick_step_between_two_plants_is_lifted_and_keeps_its_ends():
 def test_lock_feet_leaves_a_motion_without_contacts_alone():
     x = _standing(20)
     assert np.array_equal(footlock.lock_feet(x, np.zeros((20, 4), dtype=bool)), x.astype(np.float32))
+
+
+def test_a_jump_with_wrongly_predicted_contacts_stays_in_the_air_and_lands():
+    fps = 20
+    x = _standing(60)
+    t = np.arange(11) + 1
+    hop = 0.5 * 9.81 * (t / fps) * (12 / fps - t / fps)              # a 0.6 s jump, 0.44 m high
+    x[25:36, :, 1] += hop[:, None]
+    features = joints_to_features(x)
+    features[:, FEATURE_SLICES["contacts"]] = 1.0                  # the model says: feet down all along
+    out = clean_joints(features)
+    low = out[:, list(FOOT_JOINTS), 1].min(1)
+    air = low > 0.05
+    assert 0.1 <= air.sum() / fps <= 0.8 and air[25:36].sum() >= 7  # the flight is kept ...
+    assert np.abs(low[:20]).max() < 0.01 and np.abs(low[42:]).max() < 0.01   # ... and it lands

@@ -9,7 +9,8 @@ skeleton with constant bone lengths (run it after ``cleanup.on_skeleton`` and ``
 
 1. contacts (`detect_contacts`): the predicted ones (> 0.5, `clean_contacts`) where the joint is near the floor
    and not swinging (`plausible_contacts`), joined with the contacts the joints themselves show: low and slow,
-   with hysteresis (`GEO_*`); gaps between two plants widened to at least `MIN_SWING` frames (`plant_spans`);
+   with hysteresis (`GEO_*`); none while both feet are clearly up (``ground.lifted``: a jump); gaps between
+   two plants widened to at least `MIN_SWING` frames (`plant_spans`);
 2. anchors: each plant of a joint (ankle or toe) gets one world position, the joint's mean over the plant;
 3. paths and weights (`anchor_targets`): between two plants a minimum-jerk path from anchor to anchor, lifted
    mid-way like a step; a gap up to `STEP_FRAMES` follows it fully (a quick step), a longer one and the ends
@@ -29,7 +30,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from kmm.motion.ground import gaussian_smooth, runs
+from kmm.motion.ground import gaussian_smooth, lifted, runs
 from kmm.motion.skeleton import FOOT_JOINTS, FPS
 
 CONTACT_THRESHOLD = 0.5
@@ -107,7 +108,8 @@ def detect_contacts(joints: np.ndarray, predicted: np.ndarray, fps: float = FPS,
         for t in range(len(h)):
             on = bool(stay[t, k]) if on else bool(enter[t, k])
             geo[t, k] = on
-    both = clean_contacts((geo | plausible_contacts(joints, predicted, fps, floor)).astype(np.float64))
+    up = lifted(feet[..., 1].min(axis=1) - floor, fps)[:, None]                   # (T, 1) mid-jump: no contact
+    both = clean_contacts(((geo | plausible_contacts(joints, predicted, fps, floor)) & ~up).astype(np.float64))
     out = np.zeros_like(both)
     for k in range(both.shape[1]):
         for a, b in plant_spans(both[:, k]):

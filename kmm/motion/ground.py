@@ -5,7 +5,9 @@ that predicts no contact for a while lets the body hover far longer than anyone 
 by one vertical offset per frame, added to every joint (the pose is untouched), from the foot contacts the
 model predicts (`contacts`, (T, 4) bool for ``skeleton.FOOT_JOINTS``):
 
-1. on grounded frames (any contact) the offset brings the lowest foot joint onto the floor;
+1. on grounded frames (any contact, unless the feet are clearly up: `lifted`, more than 5 cm above their lowest
+   point within ±0.75 s, as the jump check of ``eval.kinematic_checks`` does) the offset brings the lowest foot
+   joint onto the floor;
 2. on airborne frames it is interpolated linearly between the neighbouring grounded frames, so a jump keeps
    its own (ballistic) shape; before the first / after the last grounded frame it is held; with no grounded
    frame at all the clip's lowest foot point goes onto the floor (as the data folders define it);
@@ -26,6 +28,8 @@ from kmm.motion.skeleton import FOOT_JOINTS, FPS
 
 GRAVITY = 9.81           # m/s²
 MAX_AIR_S = 0.8          # s, longest flight kept (a standing high jump is about 0.5-0.7 s)
+LIFT_CLEARANCE = 0.05    # m above the local ground: the feet are off it (a jump), whatever the contacts say
+LOCAL_GROUND_S = 0.75    # s each side: the window of the local ground
 
 
 def runs(mask: np.ndarray) -> list[tuple[int, int]]:
@@ -64,12 +68,24 @@ def ballistic_ceiling(n_frames: int, fps: float = FPS, max_air_s: float = MAX_AI
     return np.where((tau > 0) & (tau < dur), ceiling, 0.0)
 
 
+def lifted(low: np.ndarray, fps: float = FPS, clearance: float = LIFT_CLEARANCE, window_s: float = LOCAL_GROUND_S) -> np.ndarray:
+    """(T,) lowest foot height -> (T,) bool: the feet are clearly off the ground, `clearance` m above their lowest
+    point within ±`window_s` (a local ground, so a decoded floor that drifts slowly does not count). A contact the
+    model predicts on such a frame is wrong: the body is in the middle of a jump.
+
+    A 0.5 s hop of 0.2 m in 3 s of standing -> True on the hop's frames higher than 5 cm, False elsewhere."""
+    r = max(1, int(round(window_s * fps)))
+    pad = np.concatenate([np.full(r, low[0]), low, np.full(r, low[-1])])
+    ground_level = np.lib.stride_tricks.sliding_window_view(pad, 2 * r + 1).min(axis=-1)
+    return low - ground_level > clearance
+
+
 def root_offsets(joints: np.ndarray, contacts: np.ndarray, *, floor: float = 0.0, fps: float = FPS,
                  max_air_s: float = MAX_AIR_S, smooth_frames: float = 1.5) -> np.ndarray:
     """(T, 22, 3) joints, (T, 4) contacts -> (T,) vertical offset per frame (steps 1-4 of the module docstring)."""
     x = np.asarray(joints, dtype=np.float64)
     low = x[:, list(FOOT_JOINTS), 1].min(axis=1)                        # (T,) lowest foot joint
-    grounded = np.asarray(contacts, dtype=bool).reshape(len(x), -1).any(axis=1)
+    grounded = np.asarray(contacts, dtype=bool).reshape(len(x), -1).any(axis=1) & ~lifted(low, fps)
     t = np.arange(len(x))
     # 1.-2. floor contact on grounded frames, interpolated across flights
     if grounded.any():
