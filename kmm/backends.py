@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 
 from kmm.bamm_decoding import cascaded_decode
-from kmm.sampling import guided, mask_predict, residual_layers, sample_windows
+from kmm.sampling import guided, mask_predict, residual_layers, sample_windows, sample_windows_batched
 
 
 class _TokenDecoder:
@@ -74,14 +74,18 @@ class MaskedBackend(_TokenDecoder):
         gen, device = self.generator, seg_ids.device
         text = cond[0][None]                                                         # (1, S, 384)
 
-        def window_fn(start, end, fixed_w, known_w):
-            lengths = torch.tensor([end - start], device=device)
-            fn = guided(gen, lengths, text, seg_ids[:, start:end], guidance)
-            return mask_predict(fn, lengths, end - start, gen.mask_id, steps, generator,
-                                fixed=fixed_w.to(device), fixed_mask=known_w.to(device), temperature=temperature)
+        def batch_fn(spans, fixed_b, known_b, lengths):  # B windows at once (kmm.sampling.sample_windows_batched)
+            W = fixed_b.shape[1]
+            seg = torch.stack([torch.nn.functional.pad(seg_ids[0, a:b], (0, W - (b - a))) for a, b in spans])
+            lengths = lengths.to(device)
+            fn = guided(gen, lengths, text.expand(len(spans), -1, -1), seg, guidance)
+            return mask_predict(fn, lengths, W, gen.mask_id, steps, generator, fixed=fixed_b.to(device),
+                                fixed_mask=known_b.to(device), temperature=temperature).cpu()
 
-        base = _windows(window_fn, seg_ids.shape[1], self.window, None if fixed is None else fixed[:, 0],
-                        fixed_mask, None).to(device)
+        N = seg_ids.shape[1]
+        base = sample_windows_batched(batch_fn, N, self.window, self.window // 4,
+                                      fixed=None if fixed is None else fixed[None, :, 0].cpu(),
+                                      fixed_mask=None if fixed_mask is None else fixed_mask[None].cpu()).to(device)
         return self.finish(base, cond[1], seg_ids, fixed, fixed_mask)
 
 

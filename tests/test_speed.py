@@ -56,3 +56,75 @@ def test_generate_command_imports_no_ui_or_rendering_packages():
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+# --- timeline windows in two batches (kmm.sampling.sample_windows_batched) ------------------------------------
+
+def test_window_phases_even_then_odd():
+    from kmm.sampling import window_phases, window_plan
+
+    assert window_phases(window_plan(10, 4, 1)) == [[(0, 4), (6, 10)], [(3, 7)]]
+    assert window_phases([(0, 5)]) == [[(0, 5)]]
+    spans = window_plan(3000, 64, 16)                                  # the 10-minute timeline: 63 windows
+    assert [len(p) for p in window_phases(spans)] == [32, 31]
+    # overlap above half a window: even windows would touch, so one window at a time
+    assert window_phases(window_plan(10, 4, 3)) == [[s] for s in window_plan(10, 4, 3)]
+
+
+def test_batched_windows_fix_overlaps_from_both_neighbours_and_keep_caller_tokens():
+    from kmm.sampling import sample_windows_batched, window_plan
+
+    n, window, overlap = 40, 8, 2
+    fixed = torch.zeros(1, n, dtype=torch.long)
+    fixed_mask = torch.zeros(1, n, dtype=torch.bool)
+    fixed[0, 17], fixed_mask[0, 17] = 999, True                        # a caller's key token
+    calls = []
+
+    def batch_fn(spans, fixed_b, known_b, lengths):
+        calls.append(list(spans))
+        out = torch.zeros_like(fixed_b)
+        for i, (a, b) in enumerate(spans):
+            assert lengths[i] == b - a and not known_b[i, b - a:].any()
+            out[i, :b - a] = torch.where(known_b[i, :b - a], fixed_b[i, :b - a], torch.arange(a, b) + 1000 * len(calls))
+        return out
+
+    ids = sample_windows_batched(batch_fn, n, window, overlap, fixed=fixed, fixed_mask=fixed_mask)
+    spans = window_plan(n, window, overlap)
+    assert calls == [spans[0::2], spans[1::2]]                         # two generator batches, not one per window
+    assert ids[0, 17] == 999                                           # the caller's token survives both phases
+    batch = ids[0] // 1000                                             # which call produced each token
+    for a, b in spans[1::2]:                                           # odd windows: overlaps came from phase 1
+        assert (batch[a:a + overlap] == 1).all()
+        assert b == n or (batch[b - overlap:b] == 1).all()
+        assert (batch[a + overlap:b - overlap] == 2).all()
+
+
+def test_one_window_is_the_sequential_call(shipped):
+    """A prompt within one window samples exactly as the one-window-at-a-time path did (same seed, same tokens)."""
+    from kmm.sampling import guided, mask_predict, sample_windows
+
+    backend = shipped.backend
+    cond = shipped._text(["a person walks forward"])
+    seg_ids = shipped._seg_ids([50])
+    gen = backend.generator
+
+    def window_fn(start, end, fixed_w, known_w):                       # the pre-batching MaskedBackend.sample
+        lengths = torch.tensor([end - start])
+        fn = guided(gen, lengths, cond[0][None], seg_ids[:, start:end], 3.0)
+        return mask_predict(fn, lengths, end - start, gen.mask_id, 6, torch_gen, fixed=fixed_w, fixed_mask=known_w)
+
+    torch_gen = torch.Generator().manual_seed(3)
+    before = sample_windows(window_fn, 50, backend.window, backend.window // 4)
+    now = backend.sample(cond, seg_ids, torch.Generator().manual_seed(3), 3.0, 6, 1.0)
+    assert torch.equal(now[:, 0], before[0])
+
+
+def test_long_timeline_takes_two_batched_passes_per_step(shipped):
+    batches = []
+    hook = shipped.generator.register_forward_hook(lambda m, args, out: batches.append(tuple(args[0].shape)))
+    try:
+        out = shipped.generate([("a person walks forward", 10.0)] * 4, seed=0, steps=3)   # 200 tokens, 4 windows
+    finally:
+        hook.remove()
+    assert batches == [(4, 64)] * 3 + [(4, 64)] * 3                   # 2 even windows, then 2 odd, cond + uncond
+    assert out.codes.shape[0] == 200

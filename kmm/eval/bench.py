@@ -15,6 +15,11 @@ loading), and the growth of resident memory during the generation (the highest V
 sampler thread minus VmRSS just before), plus peak CUDA memory on a GPU. psutil is not required.
 `--threads` defaults to torch's default (one per physical core); the JSON records it, the selective-scan
 path (`hardware.scan`: C kernel or reference) and, for KMM, its time relative to the transformer.
+
+A bundle without trained transformer weights still gets a transformer row: a masked transformer with the KMM
+generator's own config (same width, depth, vocabulary, window; `backbone="transformer"`) and random weights
+(seed 0). The row is marked `"weights": "random-init"`. Its time is honest: the number of passes and their
+shapes do not depend on the weights (the same steps, windows and batch sizes), only the tokens do.
 """
 from __future__ import annotations
 
@@ -111,6 +116,32 @@ def _sync(device) -> None:
         torch.cuda.synchronize()
 
 
+RANDOM_INIT = "random-init"
+
+
+def load_pipeline(weights: Path, name: str, device: str | None = None):
+    """-> (Pipeline, weights note). "transformer" missing from the bundle -> a random-init transformer with the KMM
+    generator's config (module docstring) and the note RANDOM_INIT; otherwise the bundle's weights and None."""
+    import dataclasses
+
+    import torch
+
+    from kmm.model.generator import MaskedGenerator
+    from kmm.pipeline import Pipeline, available_generators
+
+    have = available_generators(weights)
+    if name != "transformer" or name in have or "kmm" not in have:
+        return Pipeline.from_pretrained(weights, generator=name, device=device), None
+    pipe = Pipeline.from_pretrained(weights, generator="kmm", device=device,
+                                    model_id=f"{Path(weights).name}/transformer ({RANDOM_INIT})")
+    config = dataclasses.replace(pipe.generator.config, backbone="transformer")
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = MaskedGenerator(config)
+    pipe.backend.generator = pipe.generator = model.to(pipe.device).eval()
+    return pipe, RANDOM_INIT
+
+
 def time_generate(pipe, segments, repeats: int, steps: int, guidance: float) -> dict:
     """Wall seconds of `repeats` generations (seeds 0..repeats-1), as a summary with mean ± 95% interval."""
     from kmm.eval.evaluate import summarize
@@ -130,13 +161,14 @@ def bench_models(weights: Path, names, *, repeats: int = 3, steps: int = 10, gui
                  device: str | None = None) -> dict:
     """name -> {load_s, single_10s, timeline_4x10s, sha256}; the models' repeats are interleaved."""
     from kmm.eval.evaluate import bundle_hashes, summarize
-    from kmm.pipeline import Pipeline
 
     pipes, rows = {}, {}
     for name in names:
         t0 = time.perf_counter()
-        pipes[name] = Pipeline.from_pretrained(weights, generator=name, device=device)
+        pipes[name], note = load_pipeline(weights, name, device)
         rows[name] = {"load_s": time.perf_counter() - t0}
+        if note:
+            rows[name]["weights"] = note
         pipes[name].generate(timeline(10.0), seed=0, steps=steps, guidance=guidance)   # warm-up (lazy init, caches)
     for key, segments in (("single_10s", timeline(10.0)), ("timeline_4x10s", timeline(40.0))):
         times = {name: [] for name in names}
@@ -146,7 +178,9 @@ def bench_models(weights: Path, names, *, repeats: int = 3, steps: int = 10, gui
         for name in names:
             rows[name][key] = summarize(times[name])
     for name in names:
-        rows[name]["sha256"] = bundle_hashes(Path(weights), name)
+        rows[name]["sha256"] = bundle_hashes(Path(weights), "kmm" if rows[name].get("weights") else name)
+        if rows[name].get("weights"):
+            rows[name]["sha256"].pop("generator", None)          # random generator: only the shared parts are hashed
     return rows
 
 
@@ -180,10 +214,8 @@ def _point_main(spec: dict) -> None:
 
     import torch
 
-    from kmm.pipeline import Pipeline
-
     torch.set_num_threads(int(spec["threads"]))
-    pipe = Pipeline.from_pretrained(spec["weights"], generator=spec["name"], device=spec["device"])
+    pipe, _ = load_pipeline(Path(spec["weights"]), spec["name"], spec["device"])
     steps, guidance = int(spec["steps"]), float(spec["guidance"])
     pipe.generate(timeline(10.0), seed=0, steps=steps, guidance=guidance)   # warm-up
     cuda = str(pipe.device).startswith("cuda")

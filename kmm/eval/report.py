@@ -88,19 +88,41 @@ def _mib(kib) -> str:
     return "–" if kib is None else f"{kib / 1024:.0f}"
 
 
+def _ratio_name(key: str) -> str:
+    """kmm_vs_transformer keys: "single_10s" -> "10 s prompt", "timeline_4x10s" -> "4 × 10 s",
+    "timeline_600s" -> "10 min timeline"."""
+    fixed = {"single_10s": "10 s prompt", "timeline_4x10s": "4 × 10 s"}
+    if key in fixed:
+        return fixed[key]
+    try:
+        return _length(float(key.removeprefix("timeline_").removesuffix("s"))) + " timeline"
+    except ValueError:
+        return key
+
+
 def render_bench(result: dict) -> str:
     hw = result["hardware"]
     lines = ["### Speed (text → joints)", "",
              f"{hw.get('cpu', '?')}, {hw.get('cores', '?')} cores, {hw.get('threads', '?')} torch thread(s), "
              f"device {hw.get('device', '?')}, torch {hw.get('torch', '?')}; mean ± 95% interval over "
              f"{result['repeats']} repeats after one warm-up; {result.get('steps', '?')} decoding steps.", ""]
-    rows = [[MODEL_TITLES.get(n, n), fmt_value(m.get("single_10s"), 3), fmt_value(m.get("timeline_4x10s"), 3)]
+    def title(n, m):
+        return MODEL_TITLES.get(n, n) + (" ¹" if m.get("weights") == "random-init" else "")
+
+    rows = [[title(n, m), fmt_value(m.get("single_10s"), 3), fmt_value(m.get("timeline_4x10s"), 3)]
             for n, m in result["models"].items()]
     lines += _table(["Model", "10 s prompt (s)", "4 × 10 s timeline (s)"], rows)
+    if any(m.get("weights") == "random-init" for m in result["models"].values()):
+        lines += ["", "¹ No trained weights in the bundle: a generator with the KMM generator's config and random weights. "
+                      "Its time is still its time: the passes and their shapes do not depend on the weights."]
+    ratio = {k: v for k, v in (result.get("kmm_vs_transformer") or {}).items() if v is not None}
+    if ratio:
+        lines += ["", "KMM's time ÷ the transformer's, same run (< 1: KMM faster): "
+                  + ", ".join(f"{_ratio_name(k)} {v:.2f}" for k, v in ratio.items()) + "."]
     curve_rows = []
     for n, m in result["models"].items():
         for p in m.get("scaling", []):
-            curve_rows.append([MODEL_TITLES.get(n, n), _length(p["seconds"]), str(p["segments"]),
+            curve_rows.append([title(n, m), _length(p["seconds"]), str(p["segments"]),
                                "–" if p.get("wall_s") is None else f"{p['wall_s']:.2f}",
                                "–" if p.get("wall_s") is None else f"{p['wall_s'] / p['seconds']:.3f}",
                                _mib(p.get("peak_rss_kib")), _mib(p.get("rss_delta_kib")),

@@ -18,6 +18,8 @@ from torch import nn
 from kmm.ops import cpu_kernel
 from kmm.ops.scan import cpu_fast_path, selective_scan, selective_scan_cpu
 
+PARALLEL_ROWS = 1024   # batch × length from which the CPU kernels use a second thread (BiMambaBlock._both_cpu)
+
 _CAUSAL_CONV = None  # cached import result: causal_conv1d_fn, or False
 
 
@@ -125,27 +127,29 @@ class BiMambaBlock(nn.Module):
 
     def forward(self, x, lengths):  # (B, L, d), (B,) -> (B, L, d)
         h = self.norm(x)
-        if cpu_fast_path(h, self.fwd.A_log):
-            y = self._both_cpu(h, lengths)
+        if cpu_fast_path(h, self.fwd.A_log) and not self.training:
+            x = self._both_cpu(h, lengths, residual=x)                     # x + both directions, one GEMM
         else:
-            y = self.fwd(h) + reverse_valid(self.bwd(reverse_valid(h, lengths)), lengths)
-        x = x + self.drop(y)
+            x = x + self.drop(self.fwd(h) + reverse_valid(self.bwd(reverse_valid(h, lengths)), lengths))
         return x + self.drop(self.ff(self.norm_ff(x)))
 
-    def _both_cpu(self, h, lengths):  # (B, L, d), (B,) -> (B, L, d); CPU inference, both directions at once
+    def _both_cpu(self, h, lengths, residual):  # (B, L, d), (B,), (B, L, d) -> residual + y (B, L, d)
         """The same sum as forward's, computed as one Mamba with 2·D_in channels in two groups: group 1 runs
         backward in time over each valid part inside the kernels (no reverse_valid copies), and the two
-        directions' projections are single GEMMs with fused weights (`_fused_weights`). Valid positions match
-        the reference to float rounding; padding positions differ (nothing valid reads them)."""
+        directions' projections are single GEMMs with fused weights (`_fused_weights`), the last one adding the
+        residual. Valid positions match the reference to float rounding; padding positions differ (nothing
+        valid reads them). The kernels split the two directions over two threads only for batches of at least
+        PARALLEL_ROWS rows: below that a thread start costs about what it saves, and far more on a busy machine."""
         w = self._fused_weights()
         Din, R, N = self.fwd.d_inner, self.fwd.dt_rank, self.fwd.d_state
-        threads = min(2, torch.get_num_threads())
+        rows = h.shape[0] * h.shape[1]
+        threads = min(2, torch.get_num_threads()) if rows >= PARALLEL_ROWS else 1
         lengths = lengths.to("cpu")
         # 1. both input projections in one GEMM: columns [x_f | z_f | x_b | z_b]
         xz = F.linear(h, w["in"])                                                   # (B, L, 4 D_in)
         # 2. causal convolution (group 1 anti-causal within the valid part) + SiLU
         x = cpu_kernel.conv_silu(xz, w["conv_w"], w["conv_b"], groups=2, offset=2 * Din, lengths=lengths,
-                                 reverse=(0, 1), threads=threads)                    # (B, L, 2 D_in)
+                                 reverse=(0, 1), threads=threads, weight_t=w["conv_w_t"])  # (B, L, 2 D_in)
         # 3. Δ, B, C of both directions: block-diagonal projections, columns [dt_f dt_b | B_f C_f | B_b C_b]
         x_dbl = F.linear(x, w["x"])                                                 # (B, L, 2R + 4N)
         dt = F.linear(x_dbl[..., :2 * R], w["dt"])                                  # (B, L, 2 D_in)
@@ -154,8 +158,9 @@ class BiMambaBlock(nn.Module):
                                 xz[..., Din:], w["dt_b"], True, groups=2,
                                 offsets={"B": 2 * N, "C": 2 * N, "z": 2 * Din}, lengths=lengths,
                                 reverse=(0, 1), threads=threads)                    # (B, L, 2 D_in)
-        # 5. both output projections and their sum in one GEMM
-        return F.linear(y, w["out"])                                                # (B, L, d)
+        # 5. both output projections, their sum and the residual in one GEMM
+        d = residual.shape[-1]
+        return torch.addmm(residual.reshape(-1, d), y.view(-1, 2 * Din), w["out_t"]).view(residual.shape)
 
     def _fused_weights(self) -> dict:
         """Both directions' weights laid side by side for `_both_cpu`; rebuilt whenever a parameter changes
@@ -177,6 +182,7 @@ class BiMambaBlock(nn.Module):
                  "dt_b": torch.cat([f.dt_proj.bias, b.dt_proj.bias]).float().contiguous(),
                  "A_t": (-torch.exp(torch.cat([f.A_log, b.A_log]).float())).t().contiguous(),
                  "D": torch.cat([f.D, b.D]).float().contiguous(),
-                 "out": torch.cat([f.out_proj.weight, b.out_proj.weight], dim=1).float().contiguous()}
+                 "out_t": torch.cat([f.out_proj.weight, b.out_proj.weight], dim=1).float().t()}
+            w["conv_w_t"] = w["conv_w"].reshape(w["conv_w"].shape[0], -1).t().contiguous()     # (K, 2 D_in)
         self.__dict__["_fused_cache"] = ([(p, p.data_ptr(), p._version) for m in (f, b) for p in m.parameters()], w)
         return w

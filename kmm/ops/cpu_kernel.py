@@ -60,6 +60,8 @@ def _flags() -> list[str]:
     flags = ["-O3", "-ffast-math", "-shared", "-fPIC", "-std=gnu99"]
     if platform.machine() in ("x86_64", "AMD64", "aarch64", "arm64"):
         flags.append("-march=native" if platform.machine() in ("x86_64", "AMD64") else "-mcpu=native")
+    if " avx512f " in f" {_cpu_tag()} ":   # gcc defaults to 256-bit vectors even where 512-bit ones exist
+        flags.append("-mprefer-vector-width=512")
     return flags
 
 
@@ -137,9 +139,17 @@ def _view(x, goff):
     return [x.data_ptr(), x.stride(0), x.stride(1), goff]
 
 
+_REVERSE: dict[tuple, torch.Tensor] = {}   # reverse flags -> their int32 tensor (the same few every call)
+
+
 def _lengths_and_reverse(lengths, reverse, G, L):
     lens = None if lengths is None else lengths.to(torch.int64).clamp(0, L).contiguous()   # never read past L
-    rev = None if reverse is None else torch.tensor([int(bool(r)) for r in reverse], dtype=torch.int32)
+    rev = None
+    if reverse is not None:
+        key = tuple(int(bool(r)) for r in reverse)
+        rev = _REVERSE.get(key)
+        if rev is None:
+            rev = _REVERSE[key] = torch.tensor(key, dtype=torch.int32)
     if rev is not None and len(rev) != G:
         raise ValueError(f"reverse needs one flag per group ({G})")
     return lens, rev
@@ -171,15 +181,17 @@ def scan_fwd(u, delta, A_t, B, C, D, z, bias, softplus: bool, *, groups: int = 1
     return y
 
 
-def conv_silu(x, weight, bias, *, groups: int = 1, offset=None, lengths=None, reverse=None, threads: int = 1):
+def conv_silu(x, weight, bias, *, groups: int = 1, offset=None, lengths=None, reverse=None, threads: int = 1,
+              weight_t=None):
     """Depthwise causal convolution + SiLU, channels-last. x (b, L, ≥ G·Dg), group g from column g·offset
-    (default Dg); weight (G·Dg, 1, K) as nn.Conv1d stores it; bias (G·Dg,) -> y (b, L, G·Dg) contiguous.
+    (default Dg); weight (G·Dg, 1, K) as nn.Conv1d stores it (or `weight_t`, the same as (K, G·Dg) float32
+    contiguous, cached by the caller); bias (G·Dg,) -> y (b, L, G·Dg) contiguous.
     Groups flagged in `reverse` convolve backward in time within each sequence's valid length."""
     lib = load()
     batch, L = x.shape[:2]
     Dall, _, K = weight.shape
     Dg = Dall // groups
-    w_t = weight.float().reshape(Dall, K).t().contiguous()                              # (K, G·Dg)
+    w_t = weight.float().reshape(Dall, K).t().contiguous() if weight_t is None else weight_t     # (K, G·Dg)
     bias = None if bias is None else bias.float().contiguous()
     lens, rev = _lengths_and_reverse(lengths, reverse, groups, L)
     y = torch.empty(batch, L, Dall, dtype=torch.float32)
