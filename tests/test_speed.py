@@ -128,3 +128,38 @@ def test_long_timeline_takes_two_batched_passes_per_step(shipped):
         hook.remove()
     assert batches == [(4, 64)] * 3 + [(4, 64)] * 3                   # 2 even windows, then 2 odd, cond + uncond
     assert out.codes.shape[0] == 200
+
+
+# --- the text encoder without transformers (kmm.bert_lite) -------------------------------------------------
+
+def test_lite_bert_matches_transformers():
+    pytest.importorskip("transformers")
+    from kmm.text_backbone import TextBackbone
+
+    backbone = TextBackbone()
+    if backbone.lite is None:
+        pytest.skip("the shipped sentence encoder has no tokenizer.json")
+    texts = ["a person walks forward", "A man JUMPS, then sits down!", "x " * 80, "héllo wörld — café", ""]
+    enc = backbone.tokenizer(texts, padding=True, truncation=True, max_length=48, return_tensors="pt")
+    ids, mask, types = backbone.lite.tokenize(texts, 48)
+    assert torch.equal(enc["input_ids"], ids) and torch.equal(enc["attention_mask"], mask)
+    assert torch.equal(enc["token_type_ids"], types)
+    with torch.no_grad():
+        ref = backbone.model(**enc, output_hidden_states=True).hidden_states[-2]
+    lite = backbone.lite.hidden_states(ids, mask, types, backbone.lite.n_layers - 1)
+    assert (ref - lite)[mask.bool()].abs().max() < 1e-4                # float rounding (values up to ~10)
+    n = backbone.model.config.num_hidden_layers - 1
+    hf = {k[len(f"encoder.layer.{n}."):]: v for k, v in backbone.model.state_dict().items()
+          if k.startswith(f"encoder.layer.{n}.")}
+    mine = backbone.last_layer_state()
+    assert mine.keys() == hf.keys() and all(torch.equal(mine[k], hf[k]) for k in hf)
+
+
+def test_generate_does_not_import_transformers():
+    code = ("import sys; from kmm.pipeline import Pipeline; p = Pipeline.from_pretrained('assets/kmm'); "
+            "p.generate([('a person walks forward', 2.0)], steps=2); print('transformers' in sys.modules)")
+    if not (SHIPPED / "kmm" / "model.safetensors").is_file():
+        pytest.skip("no shipped weights")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "False"

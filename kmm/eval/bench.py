@@ -16,6 +16,10 @@ sampler thread minus VmRSS just before), plus peak CUDA memory on a GPU. psutil 
 `--threads` defaults to torch's default (one per physical core); the JSON records it, the selective-scan
 path (`hardware.scan`: C kernel or reference) and, for KMM, its time relative to the transformer.
 
+Cold start (`cold_start`): `python -m kmm generate "a person walks forward" --seconds 10` in a fresh process,
+wall seconds from launch to the written file (imports, weight loading, text encoder, kernel load, generation),
+with the same threads; the CPU seconds it used are recorded beside it (on a busy machine wall ≫ CPU).
+
 A bundle without trained transformer weights still gets a transformer row: a masked transformer with the KMM
 generator's own config (same width, depth, vocabulary, window; `backbone="transformer"`) and random weights
 (seed 0). The row is marked `"weights": "random-init"`. Its time is honest: the number of passes and their
@@ -27,6 +31,7 @@ import argparse
 import json
 import os
 import platform
+import shlex
 import subprocess
 import sys
 import time
@@ -208,6 +213,32 @@ def measure_point(weights: Path, name: str, seconds: float, *, steps: int, guida
     return {**point, **json.loads(lines[-1])}
 
 
+def measure_cold_start(weights: Path, *, threads: int, device: str | None = None, timeout_s: float = 600) -> dict:
+    """`python -m kmm generate` of a 10-s prompt in a fresh process -> {"wall_s", "cpu_s"} or {"error"}."""
+    import resource
+    import tempfile
+
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads),
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [sys.executable, "-m", "kmm", "generate", PROMPTS[0], "--seconds", "10", "--weights",
+               str(Path(weights).resolve()), "--out", str(Path(tmp) / "cold.npz")]
+        if device:
+            cmd += ["--device", device]
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        t0 = time.perf_counter()
+        try:
+            proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            return {"wall_s": None, "error": f"timeout after {timeout_s:.0f} s"}
+        wall = time.perf_counter() - t0
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        if proc.returncode != 0 or not (Path(tmp) / "cold.npz").is_file():
+            return {"wall_s": None, "error": (proc.stderr.strip().splitlines() or ["no output"])[-1][:200]}
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return {"wall_s": wall, "cpu_s": cpu, "command": "python -m kmm generate " + shlex.join(cmd[4:-4])}
+
+
 def _point_main(spec: dict) -> None:
     """Child side of measure_point: prints one JSON line."""
     import resource
@@ -266,6 +297,11 @@ def run_bench(*, weights="assets/kmm", models=DEFAULT_MODELS, repeats: int = 3, 
                                                       else point.get("error", "failed")))
         row["wall_s"] = time.perf_counter() - t0             # its scaling curve
         out["models"][name] = row
+    if "kmm" in models:
+        out["cold_start"] = measure_cold_start(weights, threads=threads, device=device)
+        cs = out["cold_start"]
+        log("cold start (python -m kmm generate, 10 s): " + (f"{cs['wall_s']:.2f} s wall, {cs['cpu_s']:.2f} s CPU"
+                                                             if cs.get("wall_s") else cs.get("error", "failed")))
     if "kmm" in rows and "transformer" in rows:
         out["kmm_vs_transformer"] = relative_speed(out["models"]["kmm"], out["models"]["transformer"])
         log("kmm / transformer time: " + ", ".join(f"{k} {v:.2f}" for k, v in out["kmm_vs_transformer"].items()

@@ -115,6 +115,10 @@ def render_bench(result: dict) -> str:
     if any(m.get("weights") == "random-init" for m in result["models"].values()):
         lines += ["", "¹ No trained weights in the bundle: a generator with the KMM generator's config and random weights. "
                       "Its time is still its time: the passes and their shapes do not depend on the weights."]
+    cold = result.get("cold_start") or {}
+    if cold.get("wall_s"):
+        lines += ["", f"Cold start: `{cold.get('command', 'python -m kmm generate')}` in a fresh process, launch to "
+                      f"written file: {cold['wall_s']:.2f} s wall ({cold.get('cpu_s', float('nan')):.2f} s CPU)."]
     ratio = {k: v for k, v in (result.get("kmm_vs_transformer") or {}).items() if v is not None}
     if ratio:
         lines += ["", "KMM's time ÷ the transformer's, same run (< 1: KMM faster): "
