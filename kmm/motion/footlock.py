@@ -17,7 +17,8 @@ skeleton with constant bone lengths (run it after ``cleanup.on_skeleton`` and ``
    of the clip ease (minimum-jerk, `blend` frames) back to the decoded swing; off-plant targets are smoothed
    a little (`TARGET_SMOOTH`) so the legs carry no jerk spikes;
 4. targets: ankle and toe move towards their anchors by their weights; when only the toe is planted (heel
-   off), the ankle keeps its own direction from the toe at the foot's length, so the foot pivots on the toe;
+   off), the ankle hangs off the toe's anchor by the decoded foot vector, so the foot pivots on the toe (eased
+   in and out over `PIVOT_FRAMES`);
 5. reach: where an ankle target lies beyond the leg's reach (less half the soft zone of step 6), the whole
    body is lowered (smoothly: a moving maximum, then a Gaussian no wider, so the drop is never less than
    needed), by at most `MAX_DROP` (further than that the ankle stops short of its target);
@@ -50,6 +51,7 @@ STEP_FRAMES = 8                                # frames: a gap up to this long i
 LIFT_PER_M = 0.4                               # a synthetic step's lift (m) per metre it travels ...
 MAX_LIFT = 0.08                                # ... at most this (m)
 BLEND_FRAMES = 12                              # frames (0.6 s) a lock fades in / out where no plant follows
+PIVOT_FRAMES = 4                               # frames the ankle eases onto / off a planted toe
 TARGET_SMOOTH = 1.0                            # Gaussian σ (frames) of the feet's corrections
 _REACH = 0.999                                # ankle target at most this share of the straight leg from the hip
 
@@ -249,12 +251,15 @@ def lock_feet(joints: np.ndarray, contacts: np.ndarray, *, blend: int = BLEND_FR
         t_t, t_w, t_p = anchor_targets(x[:, toe], c[:, col[toe]], blend)
         if not (a_w.any() or t_w.any()):
             continue
-        # 4. toe planted, heel free: the ankle keeps its direction from the toe target at the foot's length
+        # 4. toe planted, heel free: the ankle hangs off the toe's target by the decoded foot vector (toe -> ankle,
+        # the foot's length on this skeleton), eased in and out over PIVOT_FRAMES at both ends of such a stretch
         foot = np.linalg.norm(x[:, ankle] - x[:, toe], axis=-1)           # (T,)
-        d = a_t - t_t
-        pivot = t_t + foot[:, None] * d / np.maximum(np.linalg.norm(d, axis=-1), 1e-9)[:, None]
-        pivoting = (t_p & ~a_p) | ((t_w > a_w) & ~a_p)
-        a_t = np.where(pivoting[:, None], a_t + np.where(t_p, 1.0, t_w - a_w)[:, None] * (pivot - a_t), a_t)
+        pivot = t_t + (x[:, ankle] - x[:, toe])
+        k = np.zeros(len(x))
+        for a, b in runs(t_p & ~a_p):
+            edge = np.minimum(np.arange(a, b) - a + 1, b - np.arange(a, b))
+            k[a:b] = smootherstep(edge / (PIVOT_FRAMES + 1))
+        a_t = a_t + k[:, None] * (pivot - a_t)
         # the corrections (target − decoded) smoothed a little: a plant's edges carry no jerk spike into the leg
         a_t = np.where(a_p[:, None], a_t, gaussian_smooth(a_t, TARGET_SMOOTH))
         t_t = np.where(t_p[:, None], t_t, gaussian_smooth(t_t, TARGET_SMOOTH))
