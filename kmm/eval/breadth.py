@@ -28,7 +28,6 @@ from typing import Callable
 import numpy as np
 
 from kmm.eval import kinematic_checks as kc
-from kmm.motion.features import heading_yaw
 from kmm.motion.skeleton import FOOT_JOINTS, FPS
 
 HEAD, L_WRIST, R_WRIST = 15, 20, 21
@@ -36,29 +35,6 @@ SECONDS = 6.0          # length of every generated motion
 
 
 # --- checks (joints (T, 22, 3) -> (passed, value)) ------------------------------------------------------
-
-def _frame_axes(j: np.ndarray):
-    """Per-frame forward and left unit vectors on the floor, (T, 2) each, in (x, z)."""
-    yaw = np.unwrap(heading_yaw(j))
-    fwd = np.stack([np.sin(yaw), np.cos(yaw)], -1)
-    left = np.stack([np.cos(yaw), -np.sin(yaw)], -1)
-    return fwd, left
-
-
-def _body_frame_travel(j: np.ndarray) -> tuple[float, float]:
-    """Pelvis travel along the body's own forward and left axes, summed frame by frame (m)."""
-    v = np.diff(j[:, 0, [0, 2]], axis=0)                       # (T-1, 2)
-    fwd, left = _frame_axes(j)
-    return float((v * fwd[:-1]).sum()), float((v * left[:-1]).sum())
-
-
-def _longest_run(flags: np.ndarray) -> int:
-    best = run = 0
-    for f in flags:
-        run = run + 1 if f else 0
-        best = max(best, run)
-    return best
-
 
 def check_jump(j):      # both feet >= 5 cm above their local ground for >= 2 frames
     c = kc.jumps(j)
@@ -70,26 +46,14 @@ def check_hop(j):       # both feet off the ground (>= 3 cm) for >= 2 frames: on
     return c.passed, c.value
 
 
-def _thighs_level_run(j: np.ndarray, degrees: float = 45.0) -> int:
-    """Longest run of frames with both thighs (hip -> knee) within `degrees` of horizontal."""
-    level = np.ones(len(j), dtype=bool)
-    for hip, knee in ((1, 4), (2, 5)):
-        d = j[:, knee] - j[:, hip]
-        down = np.degrees(np.arcsin(np.clip(-d[:, 1] / np.linalg.norm(d, axis=-1).clip(1e-9), -1, 1)))
-        level &= down < degrees                                 # 90 = thigh straight down, 0 = level
-    return _longest_run(level)
-
-
 def check_sit(j):       # both thighs within 45 degrees of level for >= 1 s (seated; a high stool counts too)
-    run = _thighs_level_run(j)
-    return run >= FPS, run / FPS
+    c = kc.seated(j)
+    return c.passed, c.value
 
 
 def check_squat(j):     # thighs within 45 degrees of level for >= 0.25 s, pelvis >= 0.2 m down, < 0.5 m travel
-    drop = float(j[0, 0, 1] - j[:, 0, 1].min())
-    travel = float(np.linalg.norm(j[:, 0, [0, 2]] - j[0, 0, [0, 2]], axis=-1).max())
-    run = _thighs_level_run(j)
-    return run >= FPS // 4 and drop >= 0.2 and travel < 0.5, drop
+    c = kc.squats(j)
+    return c.passed, c.value
 
 
 def check_kick(j):      # a foot >= 0.3 m above its first-frame height
@@ -104,7 +68,7 @@ def check_punch(j):     # a wrist >= 0.4 m in front of the shoulders
 
 def check_crawl(j):     # head below 0.7 m for >= 1 s
     low = j[:, HEAD, 1] < 0.7
-    run = _longest_run(low)
+    run = kc.longest_run(low)
     return run >= FPS, run / FPS
 
 
@@ -113,14 +77,14 @@ def check_pick_up(j):   # a wrist within 0.45 m of the floor
     return lowest <= 0.45, lowest
 
 
-def check_walk_backwards(j):   # >= 0.8 m travelled backwards in the body's own frame, more than forwards
-    fwd, _ = _body_frame_travel(j)
-    return -fwd >= 0.8, -fwd
+def check_walk_backwards(j):   # >= 0.8 m travelled backwards in the body's own frame
+    c = kc.walks_backwards(j)
+    return c.passed, c.value
 
 
 def check_sidestep(j):  # >= 0.5 m sideways in the body's own frame, more than forwards/backwards
-    fwd, left = _body_frame_travel(j)
-    return abs(left) >= 0.5 and abs(left) > abs(fwd), abs(left)
+    c = kc.sidesteps(j)
+    return c.passed, c.value
 
 
 def check_turn_around(j):   # facing changes by >= 120 degrees
@@ -138,7 +102,7 @@ def check_dance(j):     # arms and feet busy in place: wrist >= 0.4 m/s and foot
 
 def check_climb(j):     # the lower foot stays >= 0.15 m above the floor for >= 0.5 s (standing on a step)
     lowest = j[:, list(FOOT_JOINTS), 1].min(axis=1) - j[:, list(FOOT_JOINTS), 1].min()
-    run = _longest_run(lowest >= 0.15)
+    run = kc.longest_run(lowest >= 0.15)
     return run >= FPS // 2, run / FPS
 
 

@@ -9,7 +9,13 @@ They are deliberately simple and physical, so a failure reads as a fact about th
 - `kicks`:        one foot rises >= 0.3 m above its height in the first frame;
 - `walks`:        the pelvis travels >= 1 m on the floor (start to farthest point);
 - `turns_around`: the body's facing direction changes by >= 120 degrees;
-- `punches`:      a wrist reaches >= 0.4 m in front of the shoulders.
+- `punches`:      a wrist reaches >= 0.4 m in front of the shoulders;
+- `seated`:       both thighs within 45 degrees of level for >= 1 s (seated; a high stool counts too);
+- `squats`:       thighs level for >= 0.25 s, the pelvis >= 0.2 m down, < 0.5 m travel;
+- `walks_backwards`: >= 0.8 m of pelvis travel backwards in the body's own frame;
+- `sidesteps`:    >= 0.5 m of pelvis travel sideways in the body's own frame, more than forwards/backwards.
+
+The last four are the breadth checks (`kmm.eval.breadth`, validated there on held-out real motion).
 
 `CHECKS` maps the names used in example files (`examples/*.json`) to the functions.
 """
@@ -20,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from kmm.motion import skeleton
+from kmm.motion.features import heading_yaw
 
 PELVIS, L_ANKLE, R_ANKLE, L_FOOT, R_FOOT = 0, 7, 8, 10, 11
 L_SHOULDER, R_SHOULDER, L_WRIST, R_WRIST = 16, 17, 20, 21
@@ -117,7 +124,76 @@ def punches(joints, reach: float = 0.4) -> Check:
     return _result("punches", value, reach, " m", "farthest wrist in front of the shoulders")
 
 
-CHECKS = {"jump": jumps, "sit": sits, "kick": kicks, "walk": walks, "turn_around": turns_around, "punch": punches}
+def longest_run(flags) -> int:
+    """Length of the longest run of True.
+
+    >>> longest_run([True, False, True, True, False])
+    2
+    """
+    best = run = 0
+    for f in flags:
+        run = run + 1 if f else 0
+        best = max(best, run)
+    return best
+
+
+def thighs_level_run(joints, degrees: float = 45.0) -> int:
+    """Longest run of frames with both thighs (hip -> knee) within `degrees` of horizontal."""
+    j = _joints(joints)
+    level = np.ones(len(j), dtype=bool)
+    for hip, knee in ((1, 4), (2, 5)):
+        d = j[:, knee] - j[:, hip]
+        down = np.degrees(np.arcsin(np.clip(-d[:, 1] / np.linalg.norm(d, axis=-1).clip(1e-9), -1, 1)))
+        level &= down < degrees                                 # 90 = thigh straight down, 0 = level
+    return longest_run(level)
+
+
+def body_frame_travel(joints) -> tuple[float, float]:
+    """Pelvis travel along the body's own forward and left axes, summed frame by frame (m)."""
+    j = _joints(joints)
+    v = np.diff(j[:, PELVIS, [0, 2]], axis=0)                  # (T-1, 2)
+    yaw = np.unwrap(heading_yaw(j))                            # (T,) 0 = facing +Z
+    fwd = np.stack([np.sin(yaw), np.cos(yaw)], -1)
+    left = np.stack([np.cos(yaw), -np.sin(yaw)], -1)
+    return float((v * fwd[:-1]).sum()), float((v * left[:-1]).sum())
+
+
+def seated(joints, seconds: float = 1.0) -> Check:
+    """Both thighs within 45 degrees of level for >= `seconds` (a seated body, whatever the seat's height)."""
+    run = thighs_level_run(joints) / skeleton.FPS
+    return _result("seated", run, seconds, " s", "longest time with both thighs near level")
+
+
+def squats(joints, seconds: float = 0.25, drop: float = 0.2, max_travel: float = 0.5) -> Check:
+    """Thighs level for >= `seconds`, the pelvis >= `drop` m below its first-frame height and < `max_travel` m
+    from where it started (a squat, not a walk that dips); the value is the pelvis drop."""
+    j = _joints(joints)
+    value = float(j[0, PELVIS, 1] - j[:, PELVIS, 1].min())
+    travel = float(np.linalg.norm(j[:, PELVIS, [0, 2]] - j[0, PELVIS, [0, 2]], axis=-1).max())
+    level = thighs_level_run(j) / skeleton.FPS
+    passed = bool(level >= seconds and value >= drop and travel < max_travel)
+    return Check("squats", passed, value, drop,
+                 f"squats: pelvis drop {value:.2f} m (needs >= {drop:g}), thighs level {level:.2f} s "
+                 f"(needs >= {seconds:g}), travel {travel:.2f} m (needs < {max_travel:g})")
+
+
+def walks_backwards(joints, distance: float = 0.8) -> Check:
+    """The pelvis travels >= `distance` m backwards in the body's own frame (summed frame by frame)."""
+    fwd, _ = body_frame_travel(joints)
+    return _result("walks_backwards", -fwd, distance, " m", "backward travel")
+
+
+def sidesteps(joints, distance: float = 0.5) -> Check:
+    """The pelvis travels >= `distance` m sideways in the body's own frame, more than forwards or backwards."""
+    fwd, left = body_frame_travel(joints)
+    if abs(left) <= abs(fwd):
+        return Check("sidesteps", False, abs(left), distance,
+                     f"sidesteps: sideways travel {abs(left):.2f} m < forward/backward travel {abs(fwd):.2f} m")
+    return _result("sidesteps", abs(left), distance, " m", "sideways travel")
+
+
+CHECKS = {"jump": jumps, "sit": sits, "kick": kicks, "walk": walks, "turn_around": turns_around, "punch": punches,
+          "seated": seated, "squat": squats, "walk_backwards": walks_backwards, "sidestep": sidesteps}
 
 
 def run_check(name: str, joints) -> Check:
