@@ -5,7 +5,8 @@ Run: `python app.py` (0.0.0.0, port $PORT or 7860). Weights: pinned Hub repo fro
 KMM_MODEL_REVISION, else the bundled folder KMM_WEIGHTS (default assets/kmm); loaded on first request. The
 weights folder's vocabulary.json/.safetensors (kmm.vocabulary) gives each segment's closest training captions.
 API: `gradio_client.Client(url).predict(prompt, "3,2,auto", 0, 3.0, 10, "kmm", api_name="/generate")`.
-View "mesh": animated mannequin .glb after the skeleton, plus an mp4 for motions up to $KMM_MP4_MAX_SECONDS
+View "mesh": animated mannequin .glb after the skeleton (the viewer gets a copy whose body stays in the middle
+while the floor slides under it; the download is the motion as it is), plus an mp4 for motions up to $KMM_MP4_MAX_SECONDS
 (default 10; 0 = never; ~0.2 s per frame on CPU). SMPL params go into the .npz when $KMM_SMPL_DIR has the model.
 """
 from __future__ import annotations
@@ -35,7 +36,9 @@ TITLE = "KMM: Key Frame Mask Mamba — extended text-to-motion"
 INTRO = ("Describe a sequence of actions and press **Generate** (or Enter). The prompt is split into segments "
          "at *then*, *after that*, sentence ends, …; each segment gets a length (or **auto**: the model picks). "
          "Edit the segments below to fine-tune them. The motion plays by itself: pause, scrub, drag to turn.")
-EXAMPLE_PROMPT = "a person walks forward, then waves with the right hand, then bows"
+# the landing prompt is examples/01_walk_back_sit.json (auto lengths): tests/test_examples.py generates it with the
+# shipped weights and checks each segment does what it says
+EXAMPLE_PROMPT = "a person walks forward, then walks backwards, then sits down on a chair"
 EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"
 ROWS = MAX_SEGMENTS          # fixed pool of editable rows, shown/hidden as needed
 EXPECTED = (TimelineError, WeightsError, ValueError)   # errors whose message is meant for the user
@@ -121,7 +124,7 @@ def build_generate_tab(service: logic.MotionService, examples: list[logic.Exampl
     example_key = gr.Textbox(visible=False, elem_id="example-key")
     if examples:
         ex = gr.Examples([[e.key] for e in examples], [example_key], example_labels=[e.title for e in examples],
-                         label="Examples (click to generate)", elem_id="examples", examples_per_page=20)
+                         label="Examples: actions this model does well (click to generate)", elem_id="examples", examples_per_page=20)
     n_rows = gr.State(len(initial))
     split_from = gr.State(EXAMPLE_PROMPT)      # the prompt the rows were split from
     rows, texts, secs, autos, notes = _segment_rows(initial)
@@ -143,8 +146,10 @@ def build_generate_tab(service: logic.MotionService, examples: list[logic.Exampl
     with gr.Column(visible=False, elem_id="mesh-panel") as mesh_panel:
         mesh_status = gr.Markdown(elem_id="mesh-status")
         with gr.Row():
+            # the viewer's .glb keeps the body near the origin (kmm.viz.mesh follow mode), so a fixed camera
+            # distance frames it as large for a 2-s clip as for a 60-s walk: 3/4 view, 3.6 m away
             mesh_view = gr.Model3D(label="Body mesh (animated mannequin)", elem_id="mesh-viewer", height=480,
-                                   clear_color=(0.93, 0.94, 0.96, 1.0), scale=3)
+                                   clear_color=(0.93, 0.94, 0.96, 1.0), scale=3, camera_position=(55, 72, 3.6))
             mesh_video = gr.Video(label="Rendered mesh (.mp4, short motions only)", elem_id="mesh-video",
                                   height=480, interactive=False, scale=2)
         glb_file = gr.File(label="Mesh (.glb)", elem_id="glb-file")
@@ -263,7 +268,7 @@ def build_generate_tab(service: logic.MotionService, examples: list[logic.Exampl
             return [gr.update()] * len(mesh_outputs)
         mesh = logic.build_mesh(take, folder, progress=lambda f, desc: progress(f, desc=desc),
                                 max_mp4_seconds=mp4_limit)
-        return [str(mesh.glb) if mesh.glb else None, str(mesh.mp4) if mesh.mp4 else None,
+        return [str(mesh.view) if mesh.view else None, str(mesh.mp4) if mesh.mp4 else None,
                 str(mesh.glb) if mesh.glb else None, mesh.message]
 
     def on_view(choice, take, folder, progress=gr.Progress()):

@@ -347,6 +347,11 @@ def mesh_paths(take, out_dir: str | Path) -> tuple[Path, Path]:
     return Path(out_dir) / f"{stem}.glb", Path(out_dir) / f"{stem}.mp4"
 
 
+def viewer_glb_path(glb: Path) -> Path:
+    """The viewer's copy of a .glb (camera-following version, see kmm.viz.mesh): `x.glb` -> `x_viewer.glb`."""
+    return glb.with_name(f"{glb.stem}_viewer.glb")
+
+
 def want_mp4(n_frames: int, fps: float = FPS, max_seconds: float = MP4_MAX_SECONDS) -> bool:
     """Render an mp4 only for motions of at most `max_seconds` (0 or less: never).
 
@@ -358,34 +363,41 @@ def want_mp4(n_frames: int, fps: float = FPS, max_seconds: float = MP4_MAX_SECON
 
 @dataclass(frozen=True)
 class MeshOutputs:
-    glb: Path | None
+    glb: Path | None     # the motion as it is (world coordinates), for download
     mp4: Path | None
-    message: str        # one line for the UI: what was built, what was skipped and why
+    message: str         # one line for the UI: what was built, what was skipped and why
+    view: Path | None = None   # the viewer's .glb: body kept in the middle, the floor slides under it
 
 
 def build_mesh(result, out_dir: str | Path, progress: Callable[[float, str], None] | None = None,
                max_mp4_seconds: float = MP4_MAX_SECONDS) -> MeshOutputs:
-    """The 'mesh' view of a result: the animated mannequin .glb, plus an mp4 for short motions.
+    """The 'mesh' view of a result: the animated mannequin .glb (download) and its camera-following copy
+    (viewer), plus an mp4 for short motions.
 
+    gradio's Model3D frames the whole animation once and keeps its camera still, so a walk of 40 m would show
+    a tiny body; the viewer's copy keeps the body in the middle instead (kmm.viz.mesh, follow=True).
     Files already in `out_dir` (same request, same result) are reused. Failures come back as a message
     (e.g. no OpenGL backend for the mp4), never as an exception."""
-    from kmm.viz.mesh import motion_to_glb
+    from kmm.viz import mesh as mesh_mod
 
     report = progress or (lambda fraction, desc: None)
     glb, mp4 = mesh_paths(result, out_dir)
+    view = viewer_glb_path(glb)
     result = as_take(result).result
     n = int(result.n_frames)
     report(0.05, "building the mesh (.glb)")
     try:
-        if not glb.is_file():
-            motion_to_glb(result.joints, glb, fps=FPS)
+        if not (glb.is_file() and view.is_file()):
+            pose = mesh_mod.mannequin_pose(result.joints)
+            mesh_mod.motion_to_glb(result.joints, glb, fps=FPS, pose=pose)
+            mesh_mod.motion_to_glb(result.joints, view, fps=FPS, follow=True, pose=pose)
     except (ImportError, OSError, ValueError) as e:
         return MeshOutputs(None, None, f"⚠️ Mesh not built: {user_message(e)}")
     parts = [f"Mesh: animated .glb, {n} frames ({n / FPS:.1f} s)"]
     if not want_mp4(n, FPS, max_mp4_seconds):
         parts.append(f"mp4 skipped: only motions up to {max_mp4_seconds:g} s are rendered "
                      f"(~{MP4_S_PER_FRAME:g} s per frame)")
-        return MeshOutputs(glb, None, " · ".join(parts))
+        return MeshOutputs(glb, None, " · ".join(parts), view)
     report(0.3, f"rendering the mp4 ({n} frames, ~{n * MP4_S_PER_FRAME:.0f} s)")
     try:
         if not mp4.is_file():
@@ -395,9 +407,9 @@ def build_mesh(result, out_dir: str | Path, progress: Callable[[float, str], Non
     except (ImportError, OSError, ValueError, RuntimeError) as e:   # RenderError is a RuntimeError
         mp4.unlink(missing_ok=True)
         parts.append(f"⚠️ mp4 not rendered: {user_message(e)}")
-        return MeshOutputs(glb, None, " · ".join(parts))
+        return MeshOutputs(glb, None, " · ".join(parts), view)
     parts.append("mp4 rendered")
-    return MeshOutputs(glb, mp4, " · ".join(parts))
+    return MeshOutputs(glb, mp4, " · ".join(parts), view)
 
 
 def motion_stats(joints: np.ndarray, fps: float = FPS) -> dict:

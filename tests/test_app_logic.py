@@ -182,14 +182,16 @@ def test_mesh_paths_and_want_mp4():
 
 @pytest.fixture
 def fake_mesh(monkeypatch):
-    """Stubbed motion_to_glb / render_mp4 that write small files and count their calls."""
+    """Stubbed mannequin_pose / motion_to_glb / render_mp4 that write small files and count their calls
+    (a glb call is recorded as "glb" or, for the viewer's camera-following copy, "glb-follow")."""
     import kmm.viz.mesh
     import kmm.viz.render
 
     calls = []
 
-    def glb(joints, path, fps=20):
-        calls.append("glb")
+    def glb(joints, path, fps=20, follow=False, pose=None):
+        assert pose == "pose"                                  # one fit for both files
+        calls.append("glb-follow" if follow else "glb")
         Path(path).write_bytes(b"glTF")
         return Path(path)
 
@@ -199,6 +201,7 @@ def fake_mesh(monkeypatch):
         return Path(path)
 
     monkeypatch.setattr(kmm.viz.mesh, "motion_to_glb", glb)
+    monkeypatch.setattr(kmm.viz.mesh, "mannequin_pose", lambda joints: "pose")
     monkeypatch.setattr(kmm.viz.render, "render_mp4", mp4)
     return calls
 
@@ -210,12 +213,13 @@ def test_build_mesh_short_motion_gets_glb_and_mp4_once(tmp_path, fake_mesh):
     assert out.glb.is_file() and out.mp4.is_file() and "mp4 rendered" in out.message
     assert any("mp4" in s for s in steps) and any(".glb" in s for s in steps)
     again = logic.build_mesh(_fake_result(100), tmp_path)        # same request folder: files are reused
-    assert again == out and fake_mesh == ["glb", "mp4"]
+    assert again == out and fake_mesh == ["glb", "glb-follow", "mp4"]
+    assert out.view == tmp_path / "kmm_seed5_2seg_100frames_viewer.glb" and out.view.is_file()
 
 
 def test_build_mesh_long_motion_skips_mp4(tmp_path, fake_mesh):
     out = logic.build_mesh(_fake_result(201), tmp_path)
-    assert out.glb.is_file() and out.mp4 is None and fake_mesh == ["glb"]
+    assert out.glb.is_file() and out.view.is_file() and out.mp4 is None and fake_mesh == ["glb", "glb-follow"]
     assert "mp4 skipped" in out.message and "10 s" in out.message
 
 
@@ -240,7 +244,9 @@ def test_build_mesh_real_glb_has_one_animation(tmp_path, mini_dir):
     out = logic.build_mesh(result, tmp_path, max_mp4_seconds=0)
     assert out.mp4 is None and out.glb.name == "kmm_seed0_1seg_12frames.glb"
     gltf = pygltflib.GLTF2().load(str(out.glb))
-    assert len(gltf.animations) == 1 and len(gltf.skins) == 1
+    assert len(gltf.animations) == 1 and len(gltf.skins) == 1 and len(gltf.meshes) == 1
+    view = pygltflib.GLTF2().load(str(out.view))                  # + the floor patch that slides under the body
+    assert len(view.animations) == 1 and len(view.skins) == 1 and [m.name for m in view.meshes] == ["mannequin", "floor"]
 
 
 def test_smpl_extra_only_with_model_files(tmp_path, monkeypatch):

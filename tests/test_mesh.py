@@ -83,6 +83,37 @@ def test_glb_one_animation_matching_the_mesh(clip, tmp_path):
         np.testing.assert_allclose(glb_skinned_vertices(path, frame), expected[frame], atol=1e-4)
 
 
+def test_follow_glb_keeps_the_body_in_the_middle(clip, tmp_path):
+    """A 6-m walk: in the viewer's copy the body stays within the leash of the origin (the world copy walks
+    away), its pose is the world copy's shifted on the floor, and the floor patch moves less than one period."""
+    import pygltflib
+
+    from kmm.viz.mesh import (FLOOR_TILE, FOLLOW_LEASH, glb_skinned_vertices, mannequin_pose, motion_to_glb,
+                              wrapped_floor_keys)
+
+    walk = clip.copy()
+    walk[..., 2] += np.linspace(0, 6, len(walk))[:, None]          # 6 m along +Z over 1.2 s
+    pose = mannequin_pose(walk)
+    world = motion_to_glb(walk, tmp_path / "w.glb", fps=FPS, pose=pose)
+    view = motion_to_glb(walk, tmp_path / "v.glb", fps=FPS, follow=True, pose=pose)
+    for frame in (0, FRAMES // 2, FRAMES - 1):
+        w, v = glb_skinned_vertices(world, frame), glb_skinned_vertices(view, frame)
+        shift = (w - v)[:, [0, 2]]
+        assert np.ptp(shift, axis=0).max() < 1e-4                    # same pose, moved on the floor only
+        np.testing.assert_allclose((w - v)[:, 1], 0, atol=1e-5)
+        pelvis = walk[frame, 0, [0, 2]] - shift[0]
+        assert np.linalg.norm(pelvis) <= FOLLOW_LEASH + 1e-4
+    assert np.abs(glb_skinned_vertices(world, FRAMES - 1)[:, 2].mean()) > 5
+    gltf = pygltflib.GLTF2().load(str(view))
+    floor = next(i for i, n in enumerate(gltf.nodes) if n.name == "floor")
+    assert floor in gltf.scenes[0].nodes and gltf.nodes[floor].mesh == 1
+    times, values = wrapped_floor_keys(-np.c_[np.zeros(FRAMES), np.linspace(0, 6, FRAMES)], FPS, 2 * FLOOR_TILE)
+    on_frames = np.abs(times * FPS - np.round(times * FPS)) < 1e-6
+    assert np.all(np.diff(times) > 0) and on_frames.sum() == FRAMES
+    assert np.abs(values[on_frames]).max() <= FLOOR_TILE + 1e-9       # within half a period of the patch centre
+    assert np.abs(np.diff(values[:, 1]))[np.diff(times) > 1e-3].max() < FLOOR_TILE   # no sweep between frames
+
+
 def _check_video_frames(frames: np.ndarray) -> None:
     assert frames.ndim == 4 and frames.shape[-1] == 3
     for image in frames[[0, len(frames) // 2, -1]].astype(np.float64):

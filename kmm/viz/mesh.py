@@ -8,7 +8,10 @@ motion's joints up to differences in proportions (a few cm).
 
 - :func:`pose_mannequin`: (T, 22, 3) joints -> vertices (T, V, 3), faces (F, 3);
 - :func:`motion_to_glb`: one animated, skinned .glb (glTF skin + node rotation/translation
-  animation; plays in gradio's Model3D and three.js / Babylon viewers).
+  animation; plays in gradio's Model3D and three.js / Babylon viewers). With ``follow=True`` the file is
+  made for a fixed viewer camera (gradio's Model3D frames the whole animation once): the body stays near
+  the origin and a checkered floor patch slides under it, as if the camera followed the body; the
+  body then fills the view for a 2-s clip and a 60-s walk alike.
 
 Uses private fields of ``mannequin`` 0.3.0 (skin weights and bind positions) to write the glTF
 skin, hence the exact pin in requirements.txt.
@@ -110,21 +113,87 @@ def _local_trs(world: np.ndarray, parents: tuple[int, ...]) -> tuple[np.ndarray,
     return local[..., :3, 3], np.concatenate([quat[..., 1:], quat[..., :1]], axis=-1)
 
 
-def motion_to_glb(joints: np.ndarray, path, fps: float = FPS) -> Path:
+FOLLOW_LEASH = 0.25      # m: the followed point never strays further than this from the pelvis
+FLOOR_TILE = 0.5         # m: checker size of the floor patch in follow mode
+FLOOR_HALF = 1.5         # m: the floor patch spans +-FLOOR_HALF around the body
+
+
+def follow_points(joints: np.ndarray, fps: float = FPS, leash: float = FOLLOW_LEASH) -> np.ndarray:
+    """(T, 2) floor-plane (x, z) points a camera follows: the pelvis smoothed over 1 s
+    (``kmm.viz.render.camera_targets``), kept within ``leash`` m of the pelvis.
+
+    >>> follow_points(np.zeros((3, 22, 3))).tolist()
+    [[0.0, 0.0], [0.0, 0.0], [0.0, 0.0]]
+    """
+    from kmm.viz.render import camera_targets
+
+    x = np.asarray(joints, dtype=np.float64)
+    pelvis = x[:, 0, [0, 2]]
+    target = camera_targets(x, fps)[:, [0, 2]]
+    off = target - pelvis
+    dist = np.linalg.norm(off, axis=-1, keepdims=True)
+    return pelvis + off * np.minimum(1.0, leash / np.maximum(dist, 1e-9))
+
+
+def wrapped_floor_keys(offset: np.ndarray, fps: float, period: float) -> tuple[np.ndarray, np.ndarray]:
+    """Keyframes (times (K,), values (K, 2)) for a periodic floor pattern moved by ``offset`` (T, 2) metres.
+
+    The floor moves by ``offset`` modulo ``period`` (the pattern repeats), so it never leaves the view; where
+    the wrap jumps, a key just before the frame ends the old wrap, so linear interpolation never sweeps a
+    whole period across the screen.
+
+    >>> t, v = wrapped_floor_keys(np.array([[0.0, 0], [0.4, 0], [0.8, 0]]), 10, 1.0)
+    >>> np.round(t, 4).tolist(), np.round(v[:, 0], 4).tolist()
+    ([0.0, 0.1, 0.1999, 0.2], [0.0, 0.4, 0.8, -0.2])
+    """
+    k = np.round(offset / period)                              # (T, 2) whole periods taken off
+    times, values = [0.0], [offset[0] - k[0] * period]
+    for t in range(1, len(offset)):
+        if np.any(k[t] != k[t - 1]):
+            times.append(t / fps - 1e-4)
+            values.append(offset[t] - k[t - 1] * period)
+        times.append(t / fps)
+        values.append(offset[t] - k[t] * period)
+    return np.asarray(times), np.asarray(values)
+
+
+def _floor_patch(half: float, tile: float, y: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A checkerboard square of side 2*half at height y: vertices (V, 3), light and dark triangles (·, 3)."""
+    n = int(round(2 * half / tile))
+    verts, light, dark = [], [], []
+    for i in range(n):
+        for k in range(n):
+            a, b = -half + i * tile, -half + k * tile
+            base = len(verts)
+            verts += [(a, y, b), (a + tile, y, b), (a + tile, y, b + tile), (a, y, b + tile)]
+            tris = [(base, base + 2, base + 1), (base, base + 3, base + 2)]   # normals face +Y
+            (light if (i + k) % 2 else dark).extend(tris)
+    return np.array(verts, np.float32), np.array(light, np.uint32), np.array(dark, np.uint32)
+
+
+def motion_to_glb(joints: np.ndarray, path, fps: float = FPS, follow: bool = False,
+                  pose: MannequinPose | None = None) -> Path:
     """Write the posed mannequin as one skinned, animated .glb; returns the path.
 
     Layout: a root node scaling the mannequin to the motion's size; under it the joint hierarchy
     (the skin's joints) and the skinned mesh. One animation ("motion") drives every joint's rotation
     and the pelvis translation, linear interpolation, duration (T - 1) / fps seconds.
+    ``follow``: the pelvis moves relative to :func:`follow_points` and a floor patch (a second top-level
+    node, its own mesh) slides under the body (see the module docstring); for viewing, not for export.
+    ``pose``: a :func:`mannequin_pose` of ``joints`` already computed (writing two files costs one fit).
     """
     import pygltflib as gl
 
     x = np.asarray(joints, dtype=np.float64)
-    fit = mannequin_pose(x)
+    fit = pose if pose is not None else mannequin_pose(x)
     m = mannequin()
     parents = m.parents
     n_j = len(parents)
     trans, quat = _local_trs(fit.world, parents)  # (T, J, 3), (T, J, 4)
+    if follow:
+        centre = follow_points(x, fps)                              # (T, 2) metres
+        trans[:, 0, 0] -= centre[:, 0] / fit.scale                   # the pelvis key is in unscaled units
+        trans[:, 0, 2] -= centre[:, 1] / fit.scale
 
     # 1. static mesh data at the bind pose; inverse bind = translate(-bind position) (bind rotations are I)
     verts = m._identity["skin_vertices"].astype(np.float32)  # (V, 3)
@@ -182,14 +251,42 @@ def motion_to_glb(joints: np.ndarray, path, fps: float = FPS) -> Path:
             channels.append(gl.AnimationChannel(sampler=len(samplers) - 1,
                                                 target=gl.AnimationChannelTarget(node=joint_node[j], path=prop)))
 
+    meshes = [gl.Mesh(name="mannequin", primitives=[gl.Primitive(
+        attributes=gl.Attributes(POSITION=a_pos, NORMAL=a_nrm, JOINTS_0=a_jnt, WEIGHTS_0=a_wgt),
+        indices=a_idx, material=0)])]
+    materials = [gl.Material(name="wood", doubleSided=False, pbrMetallicRoughness=gl.PbrMetallicRoughness(
+        baseColorFactor=[0.78, 0.6, 0.42, 1.0], metallicFactor=0.0, roughnessFactor=0.7))]
+    roots = [0]
+
+    # 5. follow mode: a checkered floor patch at the feet's lowest height, moved by the followed point's
+    #    travel modulo the pattern's period (two tiles), so it slides under the body and never leaves the view
+    if follow:
+        low = int(np.argmin(x[..., 1].min(axis=1)))                 # the frame with the lowest joint:
+        floor_y = float((m._skin_vertices(fit.world[low:low + 1]) * fit.scale)[..., 1].min())   # its soles
+        verts_f, light, dark = _floor_patch(FLOOR_HALF, FLOOR_TILE, floor_y)
+        a_fpos = add(verts_f, gl.VEC3, gl.FLOAT, gl.ARRAY_BUFFER, minmax=True)
+        a_fnrm = add(np.tile(np.float32([0, 1, 0]), (len(verts_f), 1)), gl.VEC3, gl.FLOAT, gl.ARRAY_BUFFER)
+        prims = []
+        for tris, shade in ((light, 0.42), (dark, 0.22)):
+            a_tri = add(tris.reshape(-1), gl.SCALAR, gl.UNSIGNED_INT, gl.ELEMENT_ARRAY_BUFFER, minmax=True)
+            materials.append(gl.Material(name=f"floor{len(materials)}", pbrMetallicRoughness=gl.PbrMetallicRoughness(
+                baseColorFactor=[shade, shade, shade * 1.03, 1.0], metallicFactor=0.0, roughnessFactor=0.9)))
+            prims.append(gl.Primitive(attributes=gl.Attributes(POSITION=a_fpos, NORMAL=a_fnrm), indices=a_tri,
+                                      material=len(materials) - 1))
+        meshes.append(gl.Mesh(name="floor", primitives=prims))
+        nodes.append(gl.Node(name="floor", mesh=1))
+        roots.append(len(nodes) - 1)
+        key_t, key_v = wrapped_floor_keys(-centre, fps, 2 * FLOOR_TILE)
+        key_xyz = np.stack([key_v[:, 0], np.zeros(len(key_v)), key_v[:, 1]], -1).astype(np.float32)
+        samplers.append(gl.AnimationSampler(input=add(key_t.astype(np.float32), gl.SCALAR, gl.FLOAT, minmax=True),
+                                            output=add(key_xyz, gl.VEC3, gl.FLOAT), interpolation="LINEAR"))
+        channels.append(gl.AnimationChannel(sampler=len(samplers) - 1,
+                                            target=gl.AnimationChannelTarget(node=len(nodes) - 1,
+                                                                             path="translation")))
+
     gltf = gl.GLTF2(
         asset=gl.Asset(generator="kmm.viz.mesh (mannequin-x, Apache-2.0)"),
-        scene=0, scenes=[gl.Scene(nodes=[0])], nodes=nodes,
-        meshes=[gl.Mesh(name="mannequin", primitives=[gl.Primitive(
-            attributes=gl.Attributes(POSITION=a_pos, NORMAL=a_nrm, JOINTS_0=a_jnt, WEIGHTS_0=a_wgt),
-            indices=a_idx, material=0)])],
-        materials=[gl.Material(name="wood", doubleSided=False, pbrMetallicRoughness=gl.PbrMetallicRoughness(
-            baseColorFactor=[0.78, 0.6, 0.42, 1.0], metallicFactor=0.0, roughnessFactor=0.7))],
+        scene=0, scenes=[gl.Scene(nodes=roots)], nodes=nodes, meshes=meshes, materials=materials,
         skins=[gl.Skin(name="mannequin", joints=joint_node, skeleton=joint_node[0], inverseBindMatrices=a_ibm)],
         animations=[gl.Animation(name="motion", samplers=samplers, channels=channels)],
         accessors=accessors, bufferViews=views, buffers=[gl.Buffer(byteLength=len(blob))],
