@@ -59,6 +59,8 @@ def _windows(window_fn, N, window, fixed, fixed_mask, empty):
 
 
 class MaskedBackend(_TokenDecoder):
+    batch_windows = False   # True: long timelines' windows in two batches (faster, jerkier; kmm.sampling)
+
     def __init__(self, generator, tokenizer, residual, residual_text, n_residual: int):
         super().__init__(tokenizer, residual, residual_text, n_residual)
         self.generator = generator
@@ -85,7 +87,8 @@ class MaskedBackend(_TokenDecoder):
         N = seg_ids.shape[1]
         base = sample_windows_batched(batch_fn, N, self.window, self.window // 4,
                                       fixed=None if fixed is None else fixed[None, :, 0].cpu(),
-                                      fixed_mask=None if fixed_mask is None else fixed_mask[None].cpu()).to(device)
+                                      fixed_mask=None if fixed_mask is None else fixed_mask[None].cpu(),
+                                      batched=self.batch_windows).to(device)
         return self.finish(base, cond[1], seg_ids, fixed, fixed_mask)
 
 

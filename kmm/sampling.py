@@ -6,8 +6,9 @@
 - `residual_layers`: fills codebook layers 1..Q−1 from the base layer, greedily.
 - `window_plan` / `sample_windows`: timelines longer than the training window are generated in overlapping
   windows whose overlap is fixed from the previous window, so time is linear and memory bounded.
-- `sample_windows_batched`: the same windows in two batches (even windows, then odd windows in-painted between
-  their neighbours), so a 10-minute timeline takes 2 × steps generator passes instead of 63 × steps.
+- `sample_windows_batched`: the same windows, optionally in two batches (even windows, then odd windows
+  in-painted between their neighbours): a 10-minute timeline takes 2 × steps generator passes instead of
+  63 × steps (1.5× less CPU), but transitions get jerkier (results/profile.md), so it is off by default.
 No I/O; all randomness comes from the torch.Generator passed in.
 """
 from __future__ import annotations
@@ -157,19 +158,24 @@ def window_phases(spans: list[tuple[int, int]]) -> list[list[tuple[int, int]]]:
 
 
 @torch.no_grad()
-def sample_windows_batched(batch_fn, n_tokens: int, window: int, overlap: int, *, fixed=None, fixed_mask=None):
-    """Token ids over window_plan, windows sampled in batches (`window_phases`).
+def sample_windows_batched(batch_fn, n_tokens: int, window: int, overlap: int, *, fixed=None, fixed_mask=None,
+                           batched: bool = True):
+    """Token ids over window_plan, windows sampled in batches (`window_phases`), or one at a time in order when
+    `batched` is False (then exactly `sample_windows`: each window's overlap fixed from the one before).
 
     batch_fn(spans [(start, end)] * B, fixed (B, W), fixed_mask (B, W), lengths (B,)) -> ids (B, W), W the
     longest span, rows padded at the end. The even windows are generated first, side by side and independent
     of each other (only the caller's fixed tokens constrain them); each odd window then in-paints the gap
     between its two neighbours with both overlaps fixed. Same windows and the same amount of generated tokens
-    as `sample_windows`; with one window the two are the same call. fixed (1, n_tokens), fixed_mask
-    (1, n_tokens) -> ids (1, n_tokens).
+    as `sample_windows`; with one window the two are the same call. Even windows start from nothing, like a
+    training clip, and each odd window must end on the start of the next one: measured, that makes the
+    transitions jerkier than one window after another. fixed (1, n_tokens), fixed_mask (1, n_tokens) -> ids
+    (1, n_tokens).
     """
     ids = torch.zeros(1, n_tokens, dtype=torch.long) if fixed is None else fixed.clone()
     known = torch.zeros(1, n_tokens, dtype=torch.bool) if fixed_mask is None else fixed_mask.clone()
-    for spans in window_phases(window_plan(n_tokens, window, overlap)):
+    spans_all = window_plan(n_tokens, window, overlap)
+    for spans in window_phases(spans_all) if batched else [[s] for s in spans_all]:
         W = max(end - start for start, end in spans)
         fixed_b = torch.zeros(len(spans), W, dtype=torch.long)
         known_b = torch.zeros(len(spans), W, dtype=torch.bool)

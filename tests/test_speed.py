@@ -99,13 +99,16 @@ def test_batched_windows_fix_overlaps_from_both_neighbours_and_keep_caller_token
         assert (batch[a + overlap:b - overlap] == 2).all()
 
 
-def test_one_window_is_the_sequential_call(shipped):
-    """A prompt within one window samples exactly as the one-window-at-a-time path did (same seed, same tokens)."""
+@pytest.mark.parametrize("seconds", [10.0, 15.0])
+def test_default_windows_sample_as_before(shipped, seconds):
+    """By default windows run one after another exactly as the pre-batching code did (same seed, same tokens);
+    a prompt within one window is the same call either way."""
     from kmm.sampling import guided, mask_predict, sample_windows
 
     backend = shipped.backend
+    n = int(seconds * 5)
     cond = shipped._text(["a person walks forward"])
-    seg_ids = shipped._seg_ids([50])
+    seg_ids = shipped._seg_ids([n])
     gen = backend.generator
 
     def window_fn(start, end, fixed_w, known_w):                       # the pre-batching MaskedBackend.sample
@@ -114,18 +117,28 @@ def test_one_window_is_the_sequential_call(shipped):
         return mask_predict(fn, lengths, end - start, gen.mask_id, 6, torch_gen, fixed=fixed_w, fixed_mask=known_w)
 
     torch_gen = torch.Generator().manual_seed(3)
-    before = sample_windows(window_fn, 50, backend.window, backend.window // 4)
+    before = sample_windows(window_fn, n, backend.window, backend.window // 4)
+    assert not backend.batch_windows
     now = backend.sample(cond, seg_ids, torch.Generator().manual_seed(3), 3.0, 6, 1.0)
     assert torch.equal(now[:, 0], before[0])
+    if n <= backend.window:
+        backend.batch_windows = True
+        try:
+            again = backend.sample(cond, seg_ids, torch.Generator().manual_seed(3), 3.0, 6, 1.0)
+        finally:
+            backend.batch_windows = False
+        assert torch.equal(again, now)
 
 
-def test_long_timeline_takes_two_batched_passes_per_step(shipped):
+def test_batched_windows_take_two_passes_per_step(shipped):
     batches = []
     hook = shipped.generator.register_forward_hook(lambda m, args, out: batches.append(tuple(args[0].shape)))
+    shipped.backend.batch_windows = True
     try:
         out = shipped.generate([("a person walks forward", 10.0)] * 4, seed=0, steps=3)   # 200 tokens, 4 windows
     finally:
         hook.remove()
+        shipped.backend.batch_windows = False
     assert batches == [(4, 64)] * 3 + [(4, 64)] * 3                   # 2 even windows, then 2 odd, cond + uncond
     assert out.codes.shape[0] == 200
 
