@@ -6,8 +6,9 @@ KMM_MODEL_REVISION, else the bundled folder KMM_WEIGHTS (default assets/kmm); lo
 weights folder's vocabulary.json/.safetensors (kmm.vocabulary) gives each segment's closest training captions.
 API: `gradio_client.Client(url).predict(prompt, "3,2,auto", 0, 3.0, 10, "kmm", api_name="/generate")`.
 View "mesh": animated mannequin .glb after the skeleton (the viewer gets a copy whose body stays in the middle
-while the floor slides under it; the download is the motion as it is), plus an mp4 for motions up to $KMM_MP4_MAX_SECONDS
-(default 10; 0 = never; ~0.2 s per frame on CPU). SMPL params go into the .npz when $KMM_SMPL_DIR has the model.
+while the floor slides under it; the download is the motion as it is), plus an mp4 for motions up to
+$KMM_MP4_MAX_SECONDS (default 10; 0 = never; ~0.2 s per frame on CPU). SMPL params go into the .npz when
+$KMM_SMPL_DIR has the model.
 """
 from __future__ import annotations
 
@@ -124,7 +125,8 @@ def build_generate_tab(service: logic.MotionService, examples: list[logic.Exampl
     example_key = gr.Textbox(visible=False, elem_id="example-key")
     if examples:
         ex = gr.Examples([[e.key] for e in examples], [example_key], example_labels=[e.title for e in examples],
-                         label="Examples: actions this model does well (click to generate)", elem_id="examples", examples_per_page=20)
+                         label="Examples: actions this model does well (click to generate)", elem_id="examples",
+                         examples_per_page=20)
     n_rows = gr.State(len(initial))
     split_from = gr.State(EXAMPLE_PROMPT)      # the prompt the rows were split from
     rows, texts, secs, autos, notes = _segment_rows(initial)

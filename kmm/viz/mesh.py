@@ -115,7 +115,7 @@ def _local_trs(world: np.ndarray, parents: tuple[int, ...]) -> tuple[np.ndarray,
 
 FOLLOW_LEASH = 0.25      # m: the followed point never strays further than this from the pelvis
 FLOOR_TILE = 0.5         # m: checker size of the floor patch in follow mode
-FLOOR_HALF = 1.5         # m: the floor patch spans +-FLOOR_HALF around the body
+FLOOR_HALF = 1.0         # m: the floor patch spans +-FLOOR_HALF around the body (the viewer frames it)
 
 
 def follow_points(joints: np.ndarray, fps: float = FPS, leash: float = FOLLOW_LEASH) -> np.ndarray:
@@ -267,10 +267,13 @@ def motion_to_glb(joints: np.ndarray, path, fps: float = FPS, follow: bool = Fal
         a_fpos = add(verts_f, gl.VEC3, gl.FLOAT, gl.ARRAY_BUFFER, minmax=True)
         a_fnrm = add(np.tile(np.float32([0, 1, 0]), (len(verts_f), 1)), gl.VEC3, gl.FLOAT, gl.ARRAY_BUFFER)
         prims = []
-        for tris, shade in ((light, 0.42), (dark, 0.22)):
+        for tris, shade in ((light, 0.75), (dark, 0.45)):
             a_tri = add(tris.reshape(-1), gl.SCALAR, gl.UNSIGNED_INT, gl.ELEMENT_ARRAY_BUFFER, minmax=True)
-            materials.append(gl.Material(name=f"floor{len(materials)}", pbrMetallicRoughness=gl.PbrMetallicRoughness(
-                baseColorFactor=[shade, shade, shade * 1.03, 1.0], metallicFactor=0.0, roughnessFactor=0.9)))
+            # unlit: flat greys that read as a floor, and cheap for software WebGL
+            materials.append(gl.Material(name=f"floor{len(materials)}", extensions={"KHR_materials_unlit": {}},
+                                         pbrMetallicRoughness=gl.PbrMetallicRoughness(
+                                             baseColorFactor=[shade, shade, shade * 1.03, 1.0], metallicFactor=0.0,
+                                             roughnessFactor=1.0)))
             prims.append(gl.Primitive(attributes=gl.Attributes(POSITION=a_fpos, NORMAL=a_fnrm), indices=a_tri,
                                       material=len(materials) - 1))
         meshes.append(gl.Mesh(name="floor", primitives=prims))
@@ -291,6 +294,8 @@ def motion_to_glb(joints: np.ndarray, path, fps: float = FPS, follow: bool = Fal
         animations=[gl.Animation(name="motion", samplers=samplers, channels=channels)],
         accessors=accessors, bufferViews=views, buffers=[gl.Buffer(byteLength=len(blob))],
     )
+    if follow:
+        gltf.extensionsUsed = ["KHR_materials_unlit"]
     gltf.set_binary_blob(bytes(blob))
     path = Path(path)
     gltf.save_binary(str(path))
