@@ -176,3 +176,23 @@ def test_generate_does_not_import_transformers():
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().splitlines()[-1] == "False"
+
+
+def test_bench_times_a_marked_random_transformer_when_the_bundle_has_none():
+    from kmm.eval.bench import RANDOM_INIT, load_pipeline
+    from kmm.eval.report import render_bench
+    from kmm.pipeline import available_generators
+
+    if not (SHIPPED / "kmm" / "model.safetensors").is_file():
+        pytest.skip("no shipped weights")
+    if "transformer" in available_generators(SHIPPED):
+        pytest.skip("the bundle has a trained transformer")
+    pipe, note = load_pipeline(SHIPPED, "transformer")
+    assert note == RANDOM_INIT and pipe.generator.config.backbone == "transformer"
+    assert pipe.generator.config.d_model == 256 and pipe.generator.config.n_layers == 4
+    assert pipe.generate([("a person walks forward", 2.0)], steps=2).n_frames == 40
+    row = {"single_10s": {"mean": 0.1, "ci95": 0.0, "values": [0.1]}, "weights": RANDOM_INIT}
+    md = render_bench({"hardware": {}, "repeats": 1, "models": {"transformer": row},
+                       "kmm_vs_transformer": {"single_10s": 0.9, "timeline_600s": 0.8}})
+    assert "Transformer (MoMask-style) ¹" in md and "random weights" in md
+    assert "10 s prompt 0.90, 10 min timeline 0.80" in md
