@@ -1,6 +1,7 @@
 """The app in a real browser (Playwright + Debian's Chromium, headless), judged by what a person sees:
-the motion moves by itself after the first click, scrubbing changes the pose, the body is large, errors keep
-the page, the phone layout does not overlap. Screenshots of each state go to results/screenshots/.
+the motion moves by itself after the first click, scrubbing changes the pose, the body is large (skeleton player
+and mesh viewer for a 60-s timeline, each Compare panel), errors keep the page, the phone layout does not overlap.
+Screenshots of each state go to results/screenshots/.
 
 Needs `apt-get install chromium` and `pip install playwright` (never `playwright install`: we use the
 system browser). Skipped, with the reason, when either is missing.
@@ -8,6 +9,7 @@ system browser). Skipped, with the reason, when either is missing.
 import io
 import os
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -62,9 +64,22 @@ def _prompt(page):
     return page.locator("#prompt input, #prompt textarea").first
 
 
-def _wait_generated(page, text="Generated"):
-    page.locator("#status", has_text=text).wait_for()
+def _wait_idle(page):
+    """No run going: Generate is enabled again (it is disabled from the click until the last chained step)."""
     page.locator("#generate:not([disabled])").wait_for()
+
+
+def _wait_status(page, text: str, timeout: float = 90_000):
+    """Wait until the status line contains `text`; on timeout, fail with what the status line says instead."""
+    try:
+        page.locator("#status", has_text=text).wait_for(timeout=timeout)
+    except sync_api.TimeoutError:
+        pytest.fail(f"status never said {text!r}; it says {page.locator('#status').inner_text()!r}")
+
+
+def _wait_generated(page, text="Generated"):
+    _wait_status(page, text)
+    _wait_idle(page)
 
 
 def _player(page, elem="#motion-player"):
@@ -87,6 +102,27 @@ def _body_box(img: np.ndarray):
     if len(xs) < 30:
         return None
     return xs.min(), ys.min(), xs.max(), ys.max()
+
+
+def _mesh_body_box(img: np.ndarray):
+    """Bounding box of the mannequin in a mesh-viewer screenshot: its warm wood colour (red well above blue);
+    the floor and the background are grey or bluish."""
+    ys, xs = np.nonzero((img[..., 0] - img[..., 2]) > 40)
+    if len(xs) < 30:
+        return None
+    return xs.min(), ys.min(), xs.max(), ys.max()
+
+
+def _until_mesh_drawn(canvas, timeout_s: float = 120.0):
+    """(png bytes, pixels, body box) of the first screenshot of the mesh viewer that shows the mannequin."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        shot = canvas.screenshot()
+        img = np.asarray(Image.open(io.BytesIO(shot)).convert("RGB")).astype(int)
+        body = _mesh_body_box(img)
+        if body is not None or time.monotonic() > deadline:
+            return shot, img, body
+        canvas.page.wait_for_timeout(1000)
 
 
 def _canvas(frame):
@@ -187,22 +223,38 @@ def test_downloads_and_regenerate_writes_back(page, tmp_path):
     page.screenshot(path=str(SHOTS / "regenerated.png"), full_page=True)
 
 
+def _advanced_seed(page):
+    """The Seed box in the 'Advanced' accordion, opened if it is closed (a click on an open accordion closes it,
+    and gradio mounts the accordion's content only once it is open)."""
+    seed = page.locator("#seed input")
+    if not seed.is_visible():
+        page.locator(".label-wrap", has_text="Advanced").click()
+    seed.wait_for(state="visible")
+    return seed
+
+
+def _set_seed(page, value: str):
+    seed = _advanced_seed(page)
+    seed.fill(value)
+    seed.press("Tab")
+    assert seed.input_value() == value
+
+
 def test_bad_seed_keeps_the_motion(page):
+    """Seed -1: a message naming the field, and the motion on screen (player and download) stays."""
+    _wait_idle(page)                      # nothing from the previous test may still update the page
     _, frame = _player(page)
     before = page.locator("#motion-player iframe").get_attribute("srcdoc")
     page.locator("#npz-file", has_text="108frames").wait_for()
-    page.get_by_text("Advanced").click()
-    seed = page.locator("#seed input")
-    seed.fill("-1")
-    seed.blur()
+    _set_seed(page, "-1")
     page.locator("#generate").click()
-    page.locator("#status", has_text="Seed must be a whole number").wait_for()
+    _wait_status(page, "Seed must be a whole number between 0 and 2147483647, got -1")
+    _wait_idle(page)
     assert page.locator("#motion-player iframe").get_attribute("srcdoc") == before   # the motion stays
     assert page.locator("#npz-file", has_text="108frames").count() == 1
     assert page.locator(".error").count() == 0 or not page.locator(".error").first.is_visible()
     page.screenshot(path=str(SHOTS / "bad_seed_kept.png"), full_page=True)
-    seed.fill("0")
-    seed.blur()
+    _set_seed(page, "0")
 
 
 def test_wordless_prompt_gets_a_message(page):
@@ -250,15 +302,24 @@ def test_body_is_large_in_a_60_second_timeline(page):
         assert box[3] - box[1] >= height / 4, f"body {box[3] - box[1]} px high in a {height} px viewer at frame {f}"
         assert js[3] - js[1] >= height / 4
     page.screenshot(path=str(SHOTS / "timeline_60s.png"), full_page=True)
-
-
-def test_example_click_generates(page):
-    page.locator("#examples").get_by_text("Timeline: walk, jump, kick, sit").click()
-    _wait_generated(page, "4 segments")
-    assert page.locator("#seg-text-1 textarea, #seg-text-1 input").first.input_value() == "a person jumps forward"
-    assert not page.locator("#seg-auto-0 input[type=checkbox]").is_checked()
-    assert "0.0–4.0 s" in page.locator("#timeline").inner_text()
-    page.screenshot(path=str(SHOTS / "example_timeline.png"), full_page=True)
+    # the mesh view of the motion on screen (built when the view switches, no new generation): the viewer's
+    # camera stays put, so its copy of the motion keeps the body in the middle (kmm.viz.mesh follow mode)
+    page.locator("#view").get_by_text("mesh", exact=True).click()
+    page.locator("#mesh-status", has_text="Mesh: animated .glb, 1216 frames (60.8 s)").wait_for(timeout=300_000)
+    link = page.locator("#mesh-viewer [data-testid=model3d-download-link]")
+    link.wait_for()
+    assert link.get_attribute("href").split("?")[0].endswith("_viewer.glb")
+    canvas = page.locator("#mesh-viewer canvas")
+    page.locator("#mesh-panel").scroll_into_view_if_needed()
+    shot, img, body = _until_mesh_drawn(canvas)               # the 1.7 MB model loads and starts playing
+    (SHOTS / "mesh_60s_body.png").write_bytes(shot)
+    for k in range(2):                                         # two moments of the walk, >= 1 s apart
+        if k:
+            page.wait_for_timeout(1000)
+            img = np.asarray(Image.open(io.BytesIO(canvas.screenshot())).convert("RGB")).astype(int)
+            body = _mesh_body_box(img)
+        assert body is not None, "no mannequin drawn in the mesh viewer"
+        assert body[3] - body[1] >= img.shape[0] / 4, f"mesh body {body[3] - body[1]} px high in {img.shape[0]} px"
 
 
 def test_mesh_view(page, tmp_path):
@@ -267,21 +328,20 @@ def test_mesh_view(page, tmp_path):
     page.locator("#split").click()
     page.locator("#seg-text-1").wait_for(state="hidden")
     _set_seconds(page, 0, 1)
-    page.locator("#view").get_by_text("mesh", exact=True).click()
-    page.locator("#mesh-panel").wait_for(state="visible")
-    page.locator("#mesh-status", has_text="Mesh: animated .glb").wait_for()   # the motion already on screen
+    page.locator("#mesh-panel").wait_for(state="visible")     # mesh view: left on by the 60-s test
     page.locator("#generate").click()                       # skeleton first, then the chained mesh step
     page.locator("#status", has_text="Generated 20 frames").wait_for()
     page.locator("#mesh-status", has_text="Mesh: animated .glb, 20 frames (1.0 s) · mp4 rendered").wait_for(
         timeout=300_000)
     link = page.locator("#mesh-viewer [data-testid=model3d-download-link]")
     href = link.get_attribute("href")
-    assert href and href.split("?")[0].endswith("kmm_seed0_1seg_20frames.glb")
+    assert href and href.split("?")[0].endswith("kmm_seed0_1seg_20frames_viewer.glb")
     glb = tmp_path / "viewer.glb"
     glb.write_bytes(page.request.get(href).body())
     gltf = pygltflib.GLTF2().load(str(glb))
-    assert len(gltf.animations) == 1 and len(gltf.skins) == 1
-    assert _download(page, "glb-file", tmp_path).name == "kmm_seed0_1seg_20frames.glb"
+    assert len(gltf.animations) == 1 and len(gltf.skins) == 1 and len(gltf.meshes) == 2   # body + floor
+    download = _download(page, "glb-file", tmp_path)              # the motion as it is: body only
+    assert download.name == "kmm_seed0_1seg_20frames.glb" and len(pygltflib.GLTF2().load(str(download)).meshes) == 1
     assert page.locator("#mesh-video video").get_attribute("src")
     page.locator("#mesh-viewer canvas").wait_for()
     page.wait_for_timeout(1500)                               # let the viewer draw a few frames
@@ -290,6 +350,16 @@ def test_mesh_view(page, tmp_path):
     page.get_by_text("About / set-up").click()
     page.locator("#smpl-status", has_text="KMM_SMPL_DIR").wait_for()
     page.locator("#view").get_by_text("fast (skeleton)", exact=True).click()
+
+
+def test_example_click_generates(page):
+    page.locator("#examples").get_by_text("Timeline: walk, jump, sit").click()
+    _wait_generated(page, "3 segments")
+    assert page.locator("#seg-text-1 textarea, #seg-text-1 input").first.input_value() == "a person jumps up in place"
+    assert "seed 4" in page.locator("#status").inner_text()                 # the example's seed
+    assert not page.locator("#seg-auto-0 input[type=checkbox]").is_checked()
+    assert "0.0–4.0 s" in page.locator("#timeline").inner_text()
+    page.screenshot(path=str(SHOTS / "example_timeline.png"), full_page=True)
 
 
 def test_compare_tab_plays_in_sync_and_large(page):
