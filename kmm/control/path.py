@@ -30,8 +30,6 @@ import re
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.interpolate import CubicSpline
-from scipy.optimize import least_squares
 
 from kmm.errors import ControlError
 from kmm.motion.skeleton import FEATURE_SLICES, FPS
@@ -173,6 +171,8 @@ def spline_basis(knots: np.ndarray, n_frames: int) -> np.ndarray:
     if len(knots) == 2:
         w = (t - knots[0]) / (knots[1] - knots[0])
         return np.stack([1 - w, w], axis=-1)
+    from scipy.interpolate import CubicSpline   # lazy: keeps scipy out of the generate cold start
+
     return CubicSpline(knots, np.eye(len(knots)), bc_type="natural")(t)
 
 
@@ -232,6 +232,8 @@ def follow(yaw: np.ndarray, xz: np.ndarray, targets: list[Target], *, exact: boo
                                math.sqrt(SPEED_PENALTY) * theta[M - 1:],
                                math.sqrt(SMOOTH_PENALTY) * np.diff(turn_all),
                                math.sqrt(SMOOTH_PENALTY) * np.diff(theta[M - 1:])])
+
+    from scipy.optimize import least_squares
 
     fit = least_squares(residuals, np.concatenate([turn0[1:], scale0]), max_nfev=MAX_EVALS, x_scale=1.0)
     h, pos, d, s = path(fit.x)

@@ -13,7 +13,6 @@ with itself, and confidence intervals use the t-distribution instead of 1.96.
 from __future__ import annotations
 
 import numpy as np
-from scipy import linalg, stats
 
 from kmm.motion.skeleton import FOOT_JOINTS, FPS, PARENTS
 
@@ -126,6 +125,8 @@ def frechet_distance(
 
     def sqrt_product(offset: float) -> np.ndarray | None:
         shift = np.eye(len(mu1)) * offset
+        from scipy import linalg   # lazy: keeps scipy out of the generate cold start
+
         root = linalg.sqrtm((sigma1 + shift) @ (sigma2 + shift))
         if not np.isfinite(root).all():
             return None
@@ -370,5 +371,7 @@ def mean_ci95(values) -> tuple[float, float]:
     mean = float(values.mean())
     if values.size == 1:
         return mean, 0.0
+    from scipy import stats
+
     half = stats.t.ppf(0.975, values.size - 1) * values.std(ddof=1) / np.sqrt(values.size)
     return mean, float(half)
