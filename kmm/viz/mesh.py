@@ -120,12 +120,12 @@ FLOOR_HALF = 1.0         # m: the floor patch spans +-FLOOR_HALF around the body
 
 def follow_points(joints: np.ndarray, fps: float = FPS, leash: float = FOLLOW_LEASH) -> np.ndarray:
     """(T, 2) floor-plane (x, z) points a camera follows: the pelvis smoothed over 1 s
-    (``kmm.viz.render.camera_targets``), kept within ``leash`` m of the pelvis.
+    (``kmm.viz.camera.camera_targets``), kept within ``leash`` m of the pelvis.
 
     >>> follow_points(np.zeros((3, 22, 3))).tolist()
     [[0.0, 0.0], [0.0, 0.0], [0.0, 0.0]]
     """
-    from kmm.viz.render import camera_targets
+    from kmm.viz.camera import camera_targets
 
     x = np.asarray(joints, dtype=np.float64)
     pelvis = x[:, 0, [0, 2]]

@@ -15,6 +15,7 @@ import numpy as np
 
 from kmm.errors import RenderError  # noqa: F401  (defined in kmm/errors.py; this name kept)
 from kmm.motion.skeleton import FPS
+from kmm.viz.camera import camera_targets  # noqa: F401  (kept importable from here)
 
 BODY_COLOR = (0.78, 0.6, 0.42, 1.0)
 BACKGROUND = (0.93, 0.94, 0.96, 1.0)
@@ -62,19 +63,6 @@ def look_at(eye: np.ndarray, target: np.ndarray) -> np.ndarray:
     pose = np.eye(4)
     pose[:3, 0], pose[:3, 1], pose[:3, 2], pose[:3, 3] = right, up, -forward, eye
     return pose
-
-
-def camera_targets(joints: np.ndarray, fps: float = FPS, smooth_s: float = 1.0) -> np.ndarray:
-    """(T, 3) points the camera follows: the pelvis, moving-averaged over ``smooth_s`` seconds, y fixed.
-
-    Example: a still body -> its pelvis position every frame.
-    """
-    pelvis = np.asarray(joints, dtype=np.float64)[:, 0]  # (T, 3)
-    k = max(1, int(round(smooth_s * fps)) | 1)  # odd window
-    padded = np.pad(pelvis, ((k // 2, k // 2), (0, 0)), mode="edge")
-    smooth = np.stack([np.convolve(padded[:, d], np.ones(k) / k, mode="valid") for d in range(3)], -1)
-    smooth[:, 1] = pelvis[:, 1].mean()
-    return smooth
 
 
 def render_frames(joints: np.ndarray, fps: float = FPS, size: tuple[int, int] = (480, 360)):
