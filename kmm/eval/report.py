@@ -205,8 +205,8 @@ def render(results: list[dict]) -> str:
 
 
 README_START, README_END = "<!-- results:start -->", "<!-- results:end -->"
-README_HEADER = ("## Results\n\nRendered by `python -m kmm report results/eval.json results/bench.json "
-                 "results/breadth.json --readme README.md` "
+README_FILES = ("results/eval.json", "results/breadth.json", "results/ablation.json", "results/bench.json")
+README_HEADER = ("## Results\n\nRendered by `python -m kmm report " + " ".join(README_FILES) + " --readme README.md` "
                  "from the JSON files committed in `results/`.\n\n")
 
 
