@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import torch
 
-from kmm.bamm_decoding import cascaded_decode
-from kmm.sampling import guided, mask_predict, residual_layers, sample_windows, sample_windows_batched
+from kmm.generators.bamm.decoding import cascaded_decode
+from kmm.generators.kmm.sampling import guided, mask_predict, residual_layers, sample_windows, sample_windows_batched
 
 
 class _TokenDecoder:
@@ -52,14 +52,14 @@ class _TokenDecoder:
 
 
 def _windows(window_fn, N, window, fixed, fixed_mask, empty):
-    """Runs kmm.sampling.sample_windows with a quarter-window overlap; fixed (N, ...) / fixed_mask (N,)."""
+    """Runs kmm.generators.kmm.sampling.sample_windows with a quarter-window overlap; fixed (N, ...) / fixed_mask (N,)."""
     return sample_windows(window_fn, N, window, window // 4,
                           fixed=None if fixed is None else fixed[None].cpu(),
                           fixed_mask=None if fixed_mask is None else fixed_mask[None].cpu(), empty=empty)
 
 
 class MaskedBackend(_TokenDecoder):
-    batch_windows = False   # True: long timelines' windows in two batches (faster, jerkier; kmm.sampling)
+    batch_windows = False   # True: long timelines' windows in two batches (faster, jerkier; kmm.generators.kmm.sampling)
 
     def __init__(self, generator, tokenizer, residual, residual_text, n_residual: int):
         super().__init__(tokenizer, residual, residual_text, n_residual)
@@ -76,7 +76,7 @@ class MaskedBackend(_TokenDecoder):
         gen, device = self.generator, seg_ids.device
         text = cond[0][None]                                                         # (1, S, 384)
 
-        def batch_fn(spans, fixed_b, known_b, lengths):  # B windows at once (kmm.sampling.sample_windows_batched)
+        def batch_fn(spans, fixed_b, known_b, lengths):  # B windows at once (kmm.generators.kmm.sampling.sample_windows_batched)
             W = fixed_b.shape[1]
             seg = torch.stack([torch.nn.functional.pad(seg_ids[0, a:b], (0, W - (b - a))) for a, b in spans])
             lengths = lengths.to(device)
@@ -127,7 +127,7 @@ class BammBackend(_TokenDecoder):
 
 class LatentBackend:
     """`steps` = DDIM steps; guidance s as in (1 + s)·cond − s·uncond. Every DDIM step clamps the predicted clean
-    latents to ±`clip_x0` (in units of the training latents' per-channel std; `kmm.diffusion.clip_prediction`):
+    latents to ±`clip_x0` (in units of the training latents' per-channel std; `kmm.generators.motion_mamba.diffusion.clip_prediction`):
     without it, guided sampling with few steps leaves the range the VAE decoder was trained on, and the decoded
     body breaks (bones ×2-4, pelvis up to 1.6 m; issue #14)."""
 
@@ -145,7 +145,7 @@ class LatentBackend:
         return self.denoiser.length_logits(cond[0]).argmax(-1) + 1
 
     def sample(self, cond, seg_ids, generator, guidance, steps, temperature, fixed=None, fixed_mask=None):
-        from kmm.diffusion import sample_latents
+        from kmm.generators.motion_mamba.diffusion import sample_latents
 
         device = seg_ids.device
         text = cond[0][None]

@@ -41,7 +41,7 @@ def copy_bundle(run: Path, out: Path) -> None:
 def held_out_numbers(bundle: Path, dataset, split: str = "test") -> dict:
     """Tokenizer MPJPE, masked-token accuracy and length-head error of each generator on `split`."""
     from kmm.corpus import build_corpus
-    from kmm.model.generator import MaskedGenerator
+    from kmm.generators.kmm.model import MaskedGenerator
     from kmm.model.tokenizer import MotionTokenizer
     from kmm.pipeline import Pipeline
     from kmm.text_backbone import shared_backbone
@@ -117,7 +117,7 @@ def baseline_numbers(bundle: Path, corpus, tc, backbone, max_clips: int = 64) ->
     """BAMM: held-out token accuracies and the error of the length its [END] token predicts.
     Motion Mamba: VAE reconstruction error and length-head error."""
     from kmm.config import TextConfig
-    from kmm.model.bamm import Bamm
+    from kmm.generators.bamm.model import Bamm
     from kmm.pipeline import Pipeline
     from kmm.train import bamm_val, frozen_text_top, tokenizer_mpjpe_mm
 
@@ -167,7 +167,7 @@ def residual_layer_sweep(pipe, corpus, max_clips: int = 80) -> dict:
     k = 0 means the base layer alone. Also reports the tokenizer's own error with all true layers ("true").
     """
     from kmm.motion.features import features_to_joints
-    from kmm.sampling import residual_layers
+    from kmm.generators.kmm.sampling import residual_layers
 
     tok, Q = pipe.tokenizer, pipe.tokenizer.config.n_quantizers
     errs: dict = {"true": []}

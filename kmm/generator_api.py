@@ -34,7 +34,7 @@ Cond = tuple["torch.Tensor", "torch.Tensor"]
 class GeneratorBackend(Protocol):
     window: int
     """Codes one sampling window covers (the model's `max_tokens`); longer timelines are sampled in overlapping
-    windows (kmm.sampling.sample_windows)."""
+    windows (kmm.generators.kmm.sampling.sample_windows)."""
 
     def text(self, hidden: torch.Tensor, mask: torch.Tensor) -> Cond:
         """Frozen backbone states (S, L, 384) and their mask (S, L) -> the family's text conditioning."""

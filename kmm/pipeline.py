@@ -32,8 +32,8 @@ import torch
 from safetensors.torch import load_file
 
 from kmm.backends import BammBackend, LatentBackend, MaskedBackend
-from kmm.model.bamm import Bamm
-from kmm.model.generator import MaskedGenerator
+from kmm.generators.bamm.model import Bamm
+from kmm.generators.kmm.model import MaskedGenerator
 from kmm.model.residual import ResidualPredictor
 from kmm.model.text import TextTop
 from kmm.model.tokenizer import MotionTokenizer
@@ -179,8 +179,8 @@ class Pipeline:
         frozen_text = TextTop(text_cfg).eval()
         frozen_text.load_bert_layer(backbone.last_layer_state(), "")
         if generator == "motion-mamba":
-            from kmm.model.motion_mamba import MotionMambaDenoiser
-            from kmm.model.motion_vae import MotionVAE
+            from kmm.generators.motion_mamba.model import MotionMambaDenoiser
+            from kmm.generators.motion_mamba.vae import MotionVAE
 
             backend = LatentBackend(MotionVAE.from_pretrained(root / "motion-vae"),
                                     MotionMambaDenoiser.from_pretrained(root / "motion-mamba"), frozen_text)

@@ -23,9 +23,9 @@ from tqdm import tqdm
 
 from kmm import distributed as ddp
 from kmm.corpus import Corpus, build_corpus
-from kmm.masking import MASKERS, cosine_ratio, valid_mask
-from kmm.model.bamm import Bamm
-from kmm.model.generator import MaskedGenerator, info_nce
+from kmm.generators.kmm.masking import MASKERS, cosine_ratio, valid_mask
+from kmm.generators.bamm.model import Bamm
+from kmm.generators.kmm.model import MaskedGenerator, info_nce
 from kmm.model.residual import ResidualPredictor
 from kmm.model.tokenizer import MotionTokenizer
 from kmm.motion.features import Normalizer
@@ -41,7 +41,7 @@ GENERATOR_VARIANTS = {
     "kmm": dict(backbone="mamba", masking="keyframe"),
     "kmm-random": dict(backbone="mamba", masking="random"),
     "transformer": dict(backbone="transformer", masking="random"),
-    "bamm": {},   # its own model class (kmm.model.bamm), trained by train_bamm with the same steps/batch/seed
+    "bamm": {},   # its own model class (kmm.generators.bamm.model), trained by train_bamm with the same steps/batch/seed
 }
 
 
@@ -488,7 +488,7 @@ def train_all(dataset, out_dir: str | Path, recipe: Recipe, *,
                 train_generator(name, tc, tc_val, tokenizer, backbone, recipe, out, log)
             log(stage=name, done=True, wall_s=round(time.time() - t, 1))
     if "motion-mamba" in stages:   # Motion Mamba baseline: its own VAE (tokenizer's budget) + latent denoiser
-        from kmm.train_motion_mamba import train_motion_mamba, train_motion_vae
+        from kmm.generators.motion_mamba.train import train_motion_mamba, train_motion_vae
 
         t = time.time()
         vae = train_motion_vae(train, val, normalizer, recipe, out, log)

@@ -4,9 +4,9 @@ import itertools
 import pytest
 import torch
 
-from kmm.bamm_decoding import cascaded_decode
+from kmm.generators.bamm.decoding import cascaded_decode
 from kmm.config import BammConfig
-from kmm.model.bamm import Bamm, bamm_attention_mask
+from kmm.generators.bamm.model import Bamm, bamm_attention_mask
 from kmm.train import bamm_step
 
 

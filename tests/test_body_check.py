@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from kmm.diffusion import clip_prediction, scaled_linear_alphas_cumprod
+from kmm.generators.motion_mamba.diffusion import clip_prediction, scaled_linear_alphas_cumprod
 from kmm.eval import body_check
 from kmm.eval.metrics import body_integrity
 from kmm.motion.retarget import REST_OFFSETS

@@ -1,7 +1,7 @@
 """Key-frame and random masking: padding never masked, budget and key-frame share hold, determinism."""
 import torch
 
-from kmm.masking import MASKERS, cosine_ratio, density_peak_scores, key_frame_mask, random_mask, valid_mask
+from kmm.generators.kmm.masking import MASKERS, cosine_ratio, density_peak_scores, key_frame_mask, random_mask, valid_mask
 
 
 def _batch(seed=0):

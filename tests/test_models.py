@@ -5,12 +5,12 @@ import pytest
 import torch
 
 from kmm.config import GeneratorConfig, ResidualConfig, TokenizerConfig
-from kmm.model.generator import MaskedGenerator, info_nce
+from kmm.generators.kmm.model import MaskedGenerator, info_nce
 from kmm.model.quantizer import ResidualVQ
 from kmm.model.residual import ResidualPredictor
 from kmm.model.tokenizer import MotionTokenizer
 from kmm.model.weights import WeightsError
-from kmm.sampling import guided, mask_predict, residual_layers, window_plan
+from kmm.generators.kmm.sampling import guided, mask_predict, residual_layers, window_plan
 
 TOK = TokenizerConfig(width=32, code_dim=16, n_quantizers=3, n_codes=32)
 GEN = GeneratorConfig(n_codes=32, d_model=32, n_layers=1, align_dim=16, max_tokens=16, max_length_tokens=20)

@@ -10,10 +10,10 @@ import torch
 
 from kmm.config import MotionMambaConfig, MotionVAEConfig, TextConfig
 from kmm.corpus import Corpus
-from kmm.diffusion import (ddim_sample, ddim_timesteps, guided_denoiser, prediction_target, q_sample,
+from kmm.generators.motion_mamba.diffusion import (ddim_sample, ddim_timesteps, guided_denoiser, prediction_target, q_sample,
                            sample_latents, scaled_linear_alphas_cumprod, split_prediction)
-from kmm.model.motion_mamba import BSMBlock, MotionMambaDenoiser
-from kmm.model.motion_vae import MotionVAE
+from kmm.generators.motion_mamba.model import BSMBlock, MotionMambaDenoiser
+from kmm.generators.motion_mamba.vae import MotionVAE
 from kmm.model.text import BERT_LAYER_KEYS, TextTop
 
 torch.set_num_threads(1)
@@ -53,7 +53,7 @@ def test_vae_overfits_one_clip():
     vae = MotionVAE(VAE_CFG)
     x = torch.randn(1, 32, 263).cumsum(1) * 0.1                  # a smooth clip
     opt = torch.optim.Adam(vae.parameters(), lr=2e-3)
-    from kmm.train_motion_mamba import vae_loss
+    from kmm.generators.motion_mamba.train import vae_loss
 
     first = None
     for _ in range(60):
@@ -209,7 +209,7 @@ def _corpus(n, seed):
 def test_training_stages_run_save_and_resume(tmp_path):
     from kmm.motion.features import Normalizer
     from kmm.train import tiny_recipe
-    from kmm.train_motion_mamba import train_motion_mamba, train_motion_vae
+    from kmm.generators.motion_mamba.train import train_motion_mamba, train_motion_vae
 
     train, val = _corpus(10, 0), _corpus(3, 1)
     normalizer = Normalizer.fit(train.features)

@@ -58,10 +58,10 @@ def test_generate_command_imports_no_ui_or_rendering_packages():
     assert out.stdout.strip() == "[]"
 
 
-# --- timeline windows in two batches (kmm.sampling.sample_windows_batched) ------------------------------------
+# --- timeline windows in two batches (kmm.generators.kmm.sampling.sample_windows_batched) ------------------------------------
 
 def test_window_phases_even_then_odd():
-    from kmm.sampling import window_phases, window_plan
+    from kmm.generators.kmm.sampling import window_phases, window_plan
 
     assert window_phases(window_plan(10, 4, 1)) == [[(0, 4), (6, 10)], [(3, 7)]]
     assert window_phases([(0, 5)]) == [[(0, 5)]]
@@ -72,7 +72,7 @@ def test_window_phases_even_then_odd():
 
 
 def test_batched_windows_fix_overlaps_from_both_neighbours_and_keep_caller_tokens():
-    from kmm.sampling import sample_windows_batched, window_plan
+    from kmm.generators.kmm.sampling import sample_windows_batched, window_plan
 
     n, window, overlap = 40, 8, 2
     fixed = torch.zeros(1, n, dtype=torch.long)
@@ -103,7 +103,7 @@ def test_batched_windows_fix_overlaps_from_both_neighbours_and_keep_caller_token
 def test_default_windows_sample_as_before(shipped, seconds):
     """By default windows run one after another exactly as the pre-batching code did (same seed, same tokens);
     a prompt within one window is the same call either way."""
-    from kmm.sampling import guided, mask_predict, sample_windows
+    from kmm.generators.kmm.sampling import guided, mask_predict, sample_windows
 
     backend = shipped.backend
     n = int(seconds * 5)

@@ -131,7 +131,7 @@ def load_pipeline(weights: Path, name: str, device: str | None = None):
 
     import torch
 
-    from kmm.model.generator import MaskedGenerator
+    from kmm.generators.kmm.model import MaskedGenerator
     from kmm.pipeline import Pipeline, available_generators
 
     have = available_generators(weights)

@@ -5,7 +5,7 @@
 Steps:
   1. encode each clip (first 256 frames) with the bundle's tokenizer; token embeddings = the summed RVQ layers
      (what `kmm.train.generator_step` scores density peaks on);
-  2. key tokens = the top quarter of Γ = ρ·δ (kmm.masking.density_peak_scores);
+  2. key tokens = the top quarter of Γ = ρ·δ (kmm.generators.kmm.masking.density_peak_scores);
   3. draw the training masks (cosine ratio schedule, 50 draws per clip) with key-frame and with random masking;
   4. report P(a key token is masked) under each, where key tokens sit in the clip (5 bins), and the correlation
      of Γ with how much the embedding changes from the previous token.
@@ -24,7 +24,7 @@ def keyframe_stats(dataset, weights: Path, n_clips: int = 200, draws: int = 50, 
     from safetensors.torch import load_file
 
     from kmm.corpus import build_corpus
-    from kmm.masking import cosine_ratio, density_peak_scores, key_frame_mask, random_mask
+    from kmm.generators.kmm.masking import cosine_ratio, density_peak_scores, key_frame_mask, random_mask
     from kmm.model.tokenizer import MotionTokenizer
     from kmm.motion.features import Normalizer
 

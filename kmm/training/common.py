@@ -3,7 +3,7 @@ the JSONL log, the warm-up + cosine schedule, one optimiser step, safetensors ch
 random windows and length-weighted clip draws, caption picking with paraphrase augmentation, the frozen text
 top of the baselines, and the reconstruction error of an autoencoder.
 
-Each stage (kmm/train.py, kmm/train_motion_mamba.py) is then: build the model and optimiser,
+Each stage (kmm/train.py, kmm/generators/motion_mamba/train.py) is then: build the model and optimiser,
 `load_checkpoint`, `scheduler`, loop {draw a batch, loss, `optimizer_step`, every `steps_per_check`: log +
 validate + `save_checkpoint`}.
 """

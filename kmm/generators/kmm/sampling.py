@@ -18,7 +18,7 @@ from typing import Callable
 
 import torch
 
-from kmm.masking import valid_mask
+from kmm.generators.kmm.masking import valid_mask
 
 
 def guided(model, lengths, text, seg_ids, scale: float) -> Callable:

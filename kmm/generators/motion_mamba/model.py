@@ -1,5 +1,5 @@
 """Motion Mamba latent denoiser (Zhang et al., ECCV 2024, §3.2–3.3): a U-Net of Hierarchical Temporal Mamba
-(HTM) and Bidirectional Spatial Mamba (BSM) blocks, trained as a latent diffusion model (kmm.diffusion).
+(HTM) and Bidirectional Spatial Mamba (BSM) blocks, trained as a latent diffusion model (kmm.generators.motion_mamba.diffusion).
 
 Architecture (per forward call, latents z_t (B, N, C) of the motion VAE, normalised per channel):
 - U-Net over time with `len(level_scans)` levels, outer (full resolution) first. On the way down each level
@@ -15,7 +15,7 @@ Architecture (per forward call, latents z_t (B, N, C) of the motion VAE, normali
   `bsm_groups` groups of d_model / bsm_groups channels, forward and reversed (batch B·N, length bsm_groups),
   merged by summation, pre-norm and residual: channels exchange information, time steps do not.
 - A small self-attention mixer at the bottleneck (key padding mask).
-- Conditioning: sinusoidal timestep embedding + MLP; text (ours, as kmm.model.generator): each segment's
+- Conditioning: sinusoidal timestep embedding + MLP; text (ours, as kmm.generators.kmm.model): each segment's
   frozen pooled sentence embedding is projected and added to every latent of that segment (seg_ids), so one
   sequence can carry several texts; a learned null text replaces it for classifier-free guidance. The
   conditioning is added at the input and again (through a per-block projection) at every HTM block.
@@ -31,8 +31,8 @@ from einops import rearrange
 from torch import nn
 
 from kmm.config import MotionMambaConfig
-from kmm.masking import valid_mask
-from kmm.model.generator import sinusoid
+from kmm.generators.kmm.masking import valid_mask
+from kmm.generators.kmm.model import sinusoid
 from kmm.model.mamba import BiMambaBlock, Mamba
 from kmm.model.weights import PretrainedMixin
 

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from kmm.config import BammConfig
-from kmm.masking import valid_mask
+from kmm.generators.kmm.masking import valid_mask
 from kmm.model.weights import PretrainedMixin
 
 

@@ -21,10 +21,10 @@ from tqdm import tqdm
 
 from kmm import distributed as ddp
 from kmm.corpus import Corpus
-from kmm.diffusion import prediction_target, q_sample, scaled_linear_alphas_cumprod
-from kmm.masking import valid_mask
-from kmm.model.motion_mamba import MotionMambaDenoiser
-from kmm.model.motion_vae import MotionVAE, kl_divergence
+from kmm.generators.motion_mamba.diffusion import prediction_target, q_sample, scaled_linear_alphas_cumprod
+from kmm.generators.kmm.masking import valid_mask
+from kmm.generators.motion_mamba.model import MotionMambaDenoiser
+from kmm.generators.motion_mamba.vae import MotionVAE, kl_divergence
 from kmm.motion.features import Normalizer
 from kmm.motion.skeleton import FEATURE_SLICES
 from kmm.training.common import (TextBatcher, frozen_text_top, load_checkpoint, optimizer_step, sample_by_length,

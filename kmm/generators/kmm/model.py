@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from kmm.config import GeneratorConfig
-from kmm.masking import valid_mask
+from kmm.generators.kmm.masking import valid_mask
 from kmm.model.mamba import BiMambaBlock
 from kmm.model.text import TextTop
 from kmm.model.weights import PretrainedMixin

@@ -13,7 +13,7 @@ from typing import Callable
 
 import torch
 
-from kmm.sampling import _gumbel, _top_k_filter
+from kmm.generators.kmm.sampling import _gumbel, _top_k_filter
 
 
 def bamm_guided(model, text, scale: float) -> Callable:

@@ -1,0 +1,1 @@
+"""See kmm/generators/__init__.py."""
