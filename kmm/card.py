@@ -340,7 +340,8 @@ relative to the pelvis.
   same tokenizer, data and initialisation); the table is README's (from `results/ablation.json`), the logs are in
   `results/ablation_runs/`, and what was tried and why is in `docs/ablation.md`.
 - At this CPU budget key-frame masking, random masking and no alignment are not distinguishable: the differences
-  are smaller than the spread between training seeds. The paper's gain (FID −29%) is not reproduced here.
+  are smaller than the spread between training seeds, and at 800 steps (one seed, `recipes/ablation_long.json`)
+  too. The paper's gain (FID −29%) is not reproduced here.
 
 ## Choices the paper leaves open (ours)
 - Text encoder: all-MiniLM-L6-v2 (CLIP is not obtainable offline here); only its last layer is fine-tuned.

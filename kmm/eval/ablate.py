@@ -193,7 +193,7 @@ class _Scorer:
         self.log(f"ablate: scored {dst.name} ({time.time() - t0:.0f} s)")
 
 
-def summarize(plan: AblationPlan, out: Path) -> dict:
+def summarize(plan: AblationPlan, out: Path, plan_file: str = "recipes/ablation.json") -> dict:
     """Step 4: {variant: {step: {metric: {mean, ci95_train, ci95_all, per_seed, n_seeds}}}}."""
     from kmm.eval.metrics import mean_ci95
 
@@ -217,7 +217,7 @@ def summarize(plan: AblationPlan, out: Path) -> dict:
                 cell[key] = {"mean": mean, "ci95_train": ci_train, "ci95_all": mean_ci95(every)[1],
                              "per_seed": per_seed, "n_seeds": len(per_seed), "n_values": len(every)}
             table.setdefault(variant, {})[str(n)] = cell
-    return {"kind": "kmm-ablation", "plan": plan.to_dict(), "table": table,
+    return {"kind": "kmm-ablation", "plan": plan.to_dict(), "table": table, "plan_file": plan_file,
             "note": "ci95_train: 95% t-interval over the training seeds' means (each the mean of the sampling "
                     "seeds); ci95_all: over every training × sampling seed value."}
 
@@ -255,7 +255,7 @@ def cmd_ablate(args: argparse.Namespace) -> int:
     plan_file = out / "plan.json"
     plan = load_plan(args.plan if args.plan is not None or not plan_file.is_file() else plan_file)
     if args.summarize:
-        result = summarize(plan, out)
+        result = summarize(plan, out, str(args.plan) if args.plan is not None else "recipes/ablation.json")
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result, indent=1))
         print(f"wrote {args.json}")

@@ -158,13 +158,18 @@ def render_ablation(result: dict) -> str:
     plan, table = result["plan"], result["table"]
     last = str(plan["steps"])
     seeds = {c["fid"]["n_seeds"] for v in table.values() for c in v.values() if c.get("fid")}
-    lines = ["### Ablation: key-frame masking and text–motion alignment (paper Table 3)", "",
-             f"`python -m kmm ablate --plan recipes/ablation.json`: each variant trained {plan['steps']} steps × "
+    n_train = len(plan["seeds"])
+    lines = [f"### Ablation: key-frame masking and text–motion alignment (paper Table 3), {plan['steps']} steps, "
+             f"{n_train} training seed{'s' if n_train > 1 else ''}", "",
+             f"`python -m kmm ablate --plan {result.get('plan_file', 'recipes/ablation.json')}`: each variant trained "
+             f"{plan['steps']} steps × "
              f"{plan['batch']} with training seeds {list(plan['seeds'])} (same tokenizer, data, budget and "
              f"initialisation per seed), scored on {plan['eval_texts']} `{plan['split']}` texts × {plan['eval_seeds']} "
-             f"sampling seeds and one {plan['transition_segments']}-segment timeline per sampling seed. Mean ± 95% "
-             f"interval over the training seeds' means (training noise included); "
-             f"{'/'.join(str(n) for n in sorted(seeds))} training seed(s) finished.", ""]
+             f"sampling seeds and one {plan['transition_segments']}-segment timeline per sampling seed. "
+             + ("Mean ± 95% interval over the training seeds' means (training noise included); "
+                f"{'/'.join(str(n) for n in sorted(seeds))} training seed(s) finished." if n_train > 1 else
+                "One training seed, so no interval: read it against the training-seed spread of the 3-seed table."),
+             ""]
     rows = [[ABLATION_TITLES.get(v, v)] + [_fmt_cell(table[v].get(last, {}).get(k), d) for k, _, d in ABLATION_COLUMNS]
             for v in table if last in table[v]]
     lines += _table(["Variant"] + [t for _, t, _ in ABLATION_COLUMNS], rows)
@@ -205,7 +210,8 @@ def render(results: list[dict]) -> str:
 
 
 README_START, README_END = "<!-- results:start -->", "<!-- results:end -->"
-README_FILES = ("results/eval.json", "results/breadth.json", "results/ablation.json", "results/bench.json")
+README_FILES = ("results/eval.json", "results/breadth.json", "results/ablation.json", "results/ablation_long.json",
+                "results/bench.json")
 README_HEADER = ("## Results\n\nRendered by `python -m kmm report " + " ".join(README_FILES) + " --readme README.md` "
                  "from the JSON files committed in `results/`.\n\n")
 
