@@ -208,12 +208,11 @@ def test_seconds_untick_auto_and_show_the_grid(page):
 def test_downloads_and_regenerate_writes_back(page, tmp_path):
     npz = _download(page, "npz-file", tmp_path)
     assert npz.name == "kmm_seed0_2seg_108frames.npz"
+    _wait_idle(page)                                   # the previous test's run has fully finished
     page.locator("#regen-box").get_by_text("Regenerate one segment").click()
     for elem_id, value in (("regen-k", "2"), ("regen-seed", "5")):
-        box = page.locator(f"#{elem_id} input")
-        box.fill(value)
-        box.blur()
-    page.locator("#regen-text textarea, #regen-text input").first.fill("a person waves")
+        _fill_until_held(page.locator(f"#{elem_id} input"), value)
+    _fill_until_held(page.locator("#regen-text textarea, #regen-text input").first, "a person waves")
     page.locator("#regenerate").click()
     page.locator("#npz-file", has_text="kmm_seed0-edit2s5_2seg_108frames").wait_for()
     assert page.locator("#seg-text-1 textarea, #seg-text-1 input").first.input_value() == "a person waves"
@@ -221,6 +220,18 @@ def test_downloads_and_regenerate_writes_back(page, tmp_path):
         assert int(data["seed"]) == 0 and list(data["edit_seeds"]) == [5] and list(data["edit_segments"]) == [2]
         assert list(data["segment_texts"]) == ["a person walks forward", "a person waves"]
     page.screenshot(path=str(SHOTS / "regenerated.png"), full_page=True)
+
+
+def _fill_until_held(box, value: str, tries: int = 5):
+    """Type into a box until it keeps the value (a box that has just been mounted can drop the first fill)."""
+    box.wait_for(state="visible")
+    for _ in range(tries):
+        box.fill(value)
+        box.press("Tab")
+        if box.input_value() == value:
+            return
+        box.page.wait_for_timeout(300)
+    assert box.input_value() == value, f"the box kept {box.input_value()!r}, not {value!r}"
 
 
 def _advanced_seed(page):
@@ -234,10 +245,7 @@ def _advanced_seed(page):
 
 
 def _set_seed(page, value: str):
-    seed = _advanced_seed(page)
-    seed.fill(value)
-    seed.press("Tab")
-    assert seed.input_value() == value
+    _fill_until_held(_advanced_seed(page), value)
 
 
 def test_bad_seed_keeps_the_motion(page):
