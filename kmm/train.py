@@ -33,6 +33,7 @@ from kmm.motion.skeleton import FEATURE_SLICES
 # shared by every stage (kmm/training/); imported here under their old names too (`from kmm.train import Recipe`)
 from kmm.training.common import (Logger, TextBatcher, frozen_text_top, load_checkpoint, lr_lambda,  # noqa: F401
                                  optimizer_step, sample_by_length, save_checkpoint, scheduler,
+                                 action_balance_weights, warm_start,
                                  tokenizer_mpjpe_mm, window_batch, window_corpus)
 from kmm.training.recipe import Recipe, tiny_recipe  # noqa: F401
 
@@ -222,6 +223,9 @@ def train_generator(name: str, tc: TokenCorpus, tc_val: TokenCorpus, tokenizer: 
                              {"params": text_params, "lr": recipe.text_lr, "weight_decay": 0.0}])
     stage = out / name
     start = load_checkpoint(stage, gen, opt)
+    if start == 0 and warm_start(gen, recipe.init_from, name):
+        log(stage=name, init_from=recipe.init_from)
+    weights = action_balance_weights(tc.captions, [len(c) for c in tc.codes], recipe.action_balance)
     sched = scheduler(opt, recipe.warmup, recipe.generator_steps, start)
     texts_src = TextBatcher(backbone, rng)
     ddp.check_batch("generator_batch", recipe.generator_batch)
@@ -230,7 +234,7 @@ def train_generator(name: str, tc: TokenCorpus, tc_val: TokenCorpus, tokenizer: 
     bar = tqdm(range(start, recipe.generator_steps), desc=name, mininterval=10, initial=start,
                total=recipe.generator_steps, disable=not ddp.is_main())
     for step in bar:
-        idx = _sample_clips_tokens(tc, recipe.generator_batch, rng)
+        idx = _sample_clips_tokens(tc, recipe.generator_batch, rng, weights)
         codes, lengths, full = generator_batch(tc, idx, cfg.max_tokens, rng)
         texts = [texts_src.pick(tc.captions[i]) for i in idx]
         hidden, tmask = backbone(ddp.shard(texts))
@@ -249,8 +253,8 @@ def train_generator(name: str, tc: TokenCorpus, tc_val: TokenCorpus, tokenizer: 
     return gen.eval()
 
 
-def _sample_clips_tokens(tc: TokenCorpus, n: int, rng):
-    return sample_by_length([len(c) for c in tc.codes], n, rng)
+def _sample_clips_tokens(tc: TokenCorpus, n: int, rng, weights=None):
+    return sample_by_length([len(c) for c in tc.codes], n, rng, weights)
 
 
 # --- BAMM baseline (#8) ------------------------------------------------------------------------------
@@ -343,6 +347,9 @@ def train_bamm(tc: TokenCorpus, tc_val: TokenCorpus, backbone, recipe: Recipe, o
     opt = torch.optim.AdamW(model.parameters(), lr=recipe.generator_lr, weight_decay=0.01)
     stage = out / "bamm"
     start = load_checkpoint(stage, model, opt)
+    if start == 0 and warm_start(model, recipe.init_from, "bamm"):
+        log(stage="bamm", init_from=recipe.init_from)
+    weights = action_balance_weights(tc.captions, [len(c) for c in tc.codes], recipe.action_balance)
     sched = scheduler(opt, recipe.warmup, recipe.generator_steps, start)
     picker = TextBatcher(backbone, rng)
     ddp.check_batch("generator_batch", recipe.generator_batch)
@@ -351,7 +358,7 @@ def train_bamm(tc: TokenCorpus, tc_val: TokenCorpus, backbone, recipe: Recipe, o
     bar = tqdm(range(start, recipe.generator_steps), desc="bamm", mininterval=10, initial=start,
                total=recipe.generator_steps, disable=not ddp.is_main())
     for step in bar:
-        idx = _sample_clips_tokens(tc, recipe.generator_batch, rng)
+        idx = _sample_clips_tokens(tc, recipe.generator_batch, rng, weights)
         tokens, lengths, ends = bamm_batch(tc, idx, cfg.max_tokens, rng)
         with torch.no_grad():
             texts = [picker.pick(tc.captions[i]) for i in idx]

@@ -2,6 +2,7 @@
 import json
 
 import numpy as np
+import pytest
 
 
 def _rows(bundle, stage):
@@ -39,3 +40,30 @@ def test_training_resumes_from_checkpoint(tiny_bundle, mini_dir, tmp_path):
     train_all(load_dataset(mini_dir), run, tiny_recipe(), stages=("tokenizer",), cache_dir=tmp_path / "c")
     rows = [json.loads(x) for x in (run / "train_log.jsonl").read_text().splitlines()[before:]]
     assert not [r for r in rows if r.get("stage") == "tokenizer" and "step" in r]
+
+
+def test_action_balance_weights_lift_rare_actions():
+    from kmm.training.common import action_balance_weights, sample_by_length
+
+    caps = [["a person walks forward"]] * 40 + [["a person kicks high"]] * 2 + [["Story"]] * 3
+    assert action_balance_weights(caps, [40] * len(caps), 0.0) is None           # off: plain sqrt(length)
+    w = action_balance_weights(caps, [40] * len(caps), 0.5)
+    assert abs(w.mean() - 1) < 1e-9 and w[40] > 3 * w[0] and w[42] > w[0]       # kick >> walk; unlabelled in between
+    rng = np.random.default_rng(0)
+    draws = np.concatenate([sample_by_length([40] * len(caps), 16, rng, w) for _ in range(200)])
+    assert 0.5 < (draws < 40).mean() < 40 / 45                                  # walking drawn less than its share
+
+
+def test_warm_start_loads_a_bundle_and_refuses_a_missing_one(tmp_path):
+    import torch
+    from safetensors.torch import save_file
+
+    from kmm.training.common import warm_start
+
+    src, dst = torch.nn.Linear(3, 2), torch.nn.Linear(3, 2)
+    (tmp_path / "kmm").mkdir()
+    save_file(src.state_dict(), str(tmp_path / "kmm" / "model.safetensors"))
+    assert not warm_start(dst, "", "kmm")                                       # no init_from: untouched
+    assert warm_start(dst, str(tmp_path), "kmm") and torch.equal(dst.weight, src.weight)
+    with pytest.raises(FileNotFoundError, match="no weights for 'bamm'"):
+        warm_start(dst, str(tmp_path), "bamm")

@@ -17,7 +17,7 @@ import numpy as np
 from kmm.control.keyposes import (KeyPose, check_keyposes, keypose_frames, keypose_targets, load_keyposes,
                                   pin_poses, pin_targets, placed)
 from kmm.control.path import ControlError, Waypoint, check_waypoints, follow_features, parse_path, path_targets
-from kmm.motion.cleanup import clean_joints
+from kmm.motion.cleanup import MOTION_SIGMA, clean_joints, smooth_motion
 from kmm.motion.skeleton import FPS
 
 __all__ = ["Control", "ControlError", "KeyPose", "Waypoint", "load_keyposes", "parse_path"]
@@ -68,6 +68,8 @@ class Control:
             info["keypose_m_before_blend"] = [float(np.linalg.norm(joints[f] - t, axis=-1).mean())
                                               for f, t in zip(frames, targets)]
             joints = pin_poses(joints, self.keyposes, fps)
+            if foot_lock:   # the clean-up's last step again, over the blend (no jerk at the pins; mm at the pins)
+                joints = smooth_motion(joints, MOTION_SIGMA).astype(np.float32)
         return feats, joints, info
 
     def summary(self, n_frames: int, fps: float = FPS) -> dict:

@@ -94,6 +94,18 @@ def load_checkpoint(stage_dir: Path, model, optimizer) -> int:
     return int(json.loads(state_path.read_text())["step"])
 
 
+def warm_start(model, init_from: str, name: str) -> bool:
+    """Loads `init_from/name/model.safetensors` into model (strict: same config) when init_from is set; a
+    continued run starts from the shipped weights instead of from scratch. -> whether weights were loaded."""
+    if not init_from:
+        return False
+    path = Path(init_from) / name / "model.safetensors"
+    if not path.is_file():
+        raise FileNotFoundError(f"init_from: no weights for {name!r} at {path}")
+    model.load_state_dict(load_file(str(path)))
+    return True
+
+
 def window_corpus(train: Corpus, normalizer: Normalizer, window: int) -> Corpus:
     """The normalised training clips that hold at least one window of `window` frames."""
     normed = [normalizer.normalize(f) for f in train.features]
@@ -119,15 +131,42 @@ def _sample_clips(corpus: Corpus, n: int, rng: np.random.Generator, min_frames: 
     return rng.choice(len(corpus), size=n, p=p)
 
 
-def sample_by_length(lengths, n: int, rng: np.random.Generator):
-    """n clip indices (∝ √length); drawn as 3n candidates sorted by length, one third kept, so batches pad less
-    (scan cost ∝ T)."""
+def sample_by_length(lengths, n: int, rng: np.random.Generator, weights=None):
+    """n clip indices (∝ √length × weights); drawn as 3n candidates sorted by length, one third kept, so batches
+    pad less (scan cost ∝ T). `weights` (N,): extra per-item factors (`action_balance_weights`)."""
     lengths = np.asarray(lengths, dtype=np.float64)
-    p = np.sqrt(lengths) / np.sqrt(lengths).sum()
+    p = np.sqrt(lengths) * (1.0 if weights is None else np.asarray(weights, dtype=np.float64))
+    p = p / p.sum()
     cand = rng.choice(len(lengths), size=3 * n, p=p)
     cand = cand[np.argsort(lengths[cand], kind="stable")]
     k = int(rng.integers(3))
     return cand[k * n:(k + 1) * n]
+
+
+def action_balance_weights(captions: list[list[str]], lengths, alpha: float) -> np.ndarray | None:
+    """Per-item sampling factors that lift rare actions (#13): an item's factor is (share of training time of its
+    rarest action)^-alpha, normalised so the mean factor is 1. alpha = 0 -> None (plain √length sampling).
+
+    1. Each item's actions: the `kmm.vocabulary.ACTIONS` whose keywords its captions mention ("other" if none).
+    2. An action's share: the summed √length of its items over the total.
+    3. Factor = max over the item's actions of share^-alpha (an item with a rare action counts as rare).
+    """
+    if alpha <= 0:
+        return None
+    from kmm.vocabulary import action_groups
+
+    root = np.sqrt(np.asarray(lengths, dtype=np.float64))
+    acts: list[list[str]] = []
+    for caps in captions:                                   # 1.
+        groups = action_groups(caps)
+        acts.append(sorted(groups) or ["other"])
+    share: dict[str, float] = {}
+    for a, r in zip(acts, root):                            # 2.
+        for name in a:
+            share[name] = share.get(name, 0.0) + r
+    total = float(root.sum())
+    w = np.array([max((share[n] / total) ** -alpha for n in a) for a in acts])   # 3.
+    return w / w.mean()
 
 
 # --- text ----------------------------------------------------------------------------------------

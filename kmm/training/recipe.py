@@ -28,6 +28,8 @@ class Recipe(_JsonConfig):
     residual_batch: int = 32
     warmup: int = 200
     steps_per_check: int = 250
+    init_from: str = ""                 # a bundle folder: a stage without a checkpoint starts from its weights there
+    action_balance: float = 0.0         # generators: sample rare actions more (kmm.training.common); 0 = off
     gen_steps_eval: int = 10
     generators: tuple = ("kmm", "kmm-random", "transformer", "bamm")
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
