@@ -351,6 +351,19 @@ PARSER_BUILDERS.append(add_vocabulary_parser)
 
 
 # ----------------------------------------------------------------------------------------------
+# prune (a smaller KMM generator for fine-tuning; the parser lives in kmm/prune_cli.py)
+
+
+def add_prune_parser(sub: argparse._SubParsersAction) -> None:
+    from kmm import prune_cli
+
+    prune_cli.add_parser(sub)
+
+
+PARSER_BUILDERS.append(add_prune_parser)
+
+
+# ----------------------------------------------------------------------------------------------
 # export-weights (bundle + model card)
 
 

@@ -62,6 +62,8 @@ class GeneratorConfig(_JsonConfig):
     d_state: int = 8                      # ours: 8 (mamba default 16) and expand 1 to fit CPU training
     d_conv: int = 4
     expand: int = 1
+    d_inner: int = 0                      # Mamba channels per direction; 0 = expand · d_model (a pruned model: #16)
+    ff_dim: int = 0                       # block feed-forward width; 0 = 2 · d_model
     n_heads: int = 4                      # transformer baseline only
     dropout: float = 0.1
     text: TextConfig = field(default_factory=TextConfig)

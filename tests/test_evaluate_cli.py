@@ -33,9 +33,10 @@ def test_evaluate_writes_every_metric(trained, capsys):
     assert main(["evaluate", "--data", str(MINI), "--weights", str(trained / "bundle"),
                  "--evaluator", str(trained / "evaluator"), "--json", str(out), "--models", "gt,kmm,bamm,motion-mamba",
                  "--seeds", "2", "--max-texts", "3", "--steps", "2", "--mm-texts", "2", "--mm-reps", "2",
-                 "--transition-segments", "3"]) == 0
+                 "--transition-segments", "3", "--temperature", "0.7"]) == 0
     result = json.loads(out.read_text())
     assert result["kind"] == "kmm-eval" and result["split"] == "test" and result["seeds"] == [0, 1]
+    assert result["settings"]["temperature"] == 0.7
     assert len(result["evaluator"]["sha256"]["model.safetensors"]) == 64
     assert set(result["models"]) == {"gt", "kmm", "bamm", "motion-mamba"}
     for model in ("kmm", "bamm", "motion-mamba"):
@@ -62,6 +63,7 @@ def test_bench_and_report(trained, capsys):
     for model in ("kmm", "bamm", "motion-mamba"):
         row = result["models"][model]
         assert row["single_10s"]["mean"] > 0 and row["timeline_4x10s"]["mean"] > 0
+        assert row["generator_params_m"] > 0
         [point] = row["scaling"]
         assert point["seconds"] == 10.0 and point["wall_s"] > 0, point
         assert point["peak_rss_kib"] > 0 and point["rss_delta_kib"] >= 0
@@ -70,7 +72,7 @@ def test_bench_and_report(trained, capsys):
     files = [str(bench)] + ([str(trained / "eval.json")] if (trained / "eval.json").exists() else [])
     assert main(["report", *files]) == 0
     md = capsys.readouterr().out
-    assert "| Model | 10 s prompt (s) | 4 × 10 s timeline (s) |" in md
+    assert "| Model | generator parameters (M) | 10 s prompt (s) | 4 × 10 s timeline (s) |" in md
     assert "| KMM (key-frame masking) | 10 s | 1 |" in md
     assert "| BAMM (ours, from the paper) |" in md and "| Motion Mamba (ours, from the paper) |" in md
 
@@ -86,3 +88,23 @@ def test_report_errors_are_one_line(tmp_path, capsys):
 def test_evaluate_unknown_model_is_an_error(capsys):
     assert main(["evaluate", "--models", "gt,nope"]) == 2
     assert "nope" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("value", ["0", "9"])
+def test_evaluate_temperature_out_of_range_is_an_error(value, tmp_path, capsys):
+    out = tmp_path / "eval.json"
+    assert main(["evaluate", "--temperature", value, "--json", str(out)]) == 2
+    assert "--temperature" in capsys.readouterr().err and not out.exists()
+
+
+def test_append_accepts_files_from_before_a_setting_existed():
+    from kmm.eval.evaluate import merge_results
+
+    base = {"kind": "kmm-eval", "split": "test", "data": ["d"], "seeds": [0], "n_texts": 2, "n_real": 2,
+            "evaluator": {"sha256": "x"}, "models": {"gt": {}}}
+    old = {**base, "settings": {"steps": 10, "threads": 1}}                       # written before --temperature
+    merged = merge_results(old, {**base, "settings": {"steps": 10, "temperature": 1.0, "threads": 2},
+                                 "models": {"kmm": {}}})
+    assert set(merged["models"]) == {"gt", "kmm"}
+    with pytest.raises(ValueError, match="settings differ"):
+        merge_results(old, {**base, "settings": {"steps": 10, "temperature": 0.7}, "models": {"kmm": {}}})

@@ -171,7 +171,8 @@ def bench_models(weights: Path, names, *, repeats: int = 3, steps: int = 10, gui
     for name in names:
         t0 = time.perf_counter()
         pipes[name], note = load_pipeline(weights, name, device)
-        rows[name] = {"load_s": time.perf_counter() - t0}
+        rows[name] = {"load_s": time.perf_counter() - t0,
+                      "generator_params_m": round(sum(p.numel() for p in pipes[name].generator.parameters()) / 1e6, 3)}
         if note:
             rows[name]["weights"] = note
         pipes[name].generate(timeline(10.0), seed=0, steps=steps, guidance=guidance)   # warm-up (lazy init, caches)

@@ -53,8 +53,9 @@ def main(argv=None) -> int:
            "stages": measure([corpus.features[i][:400] for i in pick])}
     print(json.dumps(out, indent=1))
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(out, indent=1) + "\n")
+        from kmm.eval.report import write_json
+
+        write_json(args.json, out)
     return 0
 
 

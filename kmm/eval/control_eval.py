@@ -160,8 +160,9 @@ def cmd_control_eval(args: argparse.Namespace) -> int:
         pipe = Pipeline.from_pretrained(args.weights, name, device=args.device)
         result["generators"][name] = evaluate_generator(pipe, list(range(args.seeds)), log)
     result["seconds"] = round(time.time() - t0, 1)
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=1) + "\n")
+    from kmm.eval.report import write_json
+
+    write_json(args.json, result)
     print(render_control(result))
     print(f"wrote {args.json} ({result['seconds']} s)")
     return 0

@@ -166,8 +166,8 @@ def score_ground_truth(evaluator, items: list[EvalItem], seeds, reference: RealR
 
 
 def score_generator(pipe, evaluator, items: list[EvalItem], seeds, reference: RealReference, *, steps: int = 10,
-                    guidance: float = 3.0, mm_texts: int = 8, mm_reps: int = 4, transition_segments: int = 32,
-                    batch_size: int = 32, log=print) -> dict:
+                    guidance: float = 3.0, temperature: float = 1.0, mm_texts: int = 8, mm_reps: int = 4,
+                    transition_segments: int = 32, batch_size: int = 32, log=print) -> dict:
     from kmm.eval.metrics import (area_under_jerk, foot_skating_ratio, multimodality, peak_jerk,
                                   transition_jerk)
 
@@ -176,7 +176,8 @@ def score_generator(pipe, evaluator, items: list[EvalItem], seeds, reference: Re
     for s in seeds:
         t0 = time.perf_counter()
         # 1. one generation per text at its true length
-        results = [pipe.generate([(it.text, it.seconds)], seed=s * 100_003 + i, guidance=guidance, steps=steps)
+        results = [pipe.generate([(it.text, it.seconds)], seed=s * 100_003 + i, guidance=guidance, steps=steps,
+                                temperature=temperature)
                    for i, it in enumerate(items)]
         joints = [r.joints for r in results]
         emb = evaluator.encode_joints(joints)
@@ -190,7 +191,8 @@ def score_generator(pipe, evaluator, items: list[EvalItem], seeds, reference: Re
         mm_items = items[:mm_texts]
         if mm_reps >= 2 and mm_items:
             mm = [[pipe.generate([(it.text, it.seconds)], seed=s * 100_003 + 50_000 + i * mm_reps + r,
-                                 guidance=guidance, steps=steps).joints for r in range(mm_reps)]
+                                 guidance=guidance, steps=steps, temperature=temperature).joints
+                   for r in range(mm_reps)]
                   for i, it in enumerate(mm_items)]
             mm_emb = evaluator.encode_joints([j for group in mm for j in group]).reshape(len(mm_items), mm_reps, -1)
             row["multimodality"] = multimodality(mm_emb, 10, rng=s)
@@ -199,7 +201,7 @@ def score_generator(pipe, evaluator, items: list[EvalItem], seeds, reference: Re
             rng = np.random.default_rng(s)
             pick = rng.choice(len(items), size=transition_segments, replace=len(items) < transition_segments)
             timeline = pipe.generate([(items[i].text, items[i].seconds) for i in pick], seed=s, guidance=guidance,
-                                     steps=steps)
+                                     steps=steps, temperature=temperature)
             inner = timeline.boundaries[1:-1]
             curve = transition_jerk(timeline.joints, inner, TRANSITION_WINDOW)
             row["peak_jerk"] = peak_jerk(curve)
@@ -226,8 +228,8 @@ def bundle_hashes(weights: Path, generator: str) -> dict:
 
 def run_evaluation(*, data=None, split: str = "test", evaluator_dir="assets/evaluator", weights="assets/kmm",
                    models=DEFAULT_MODELS, n_seeds: int = 3, max_texts: int | None = 128, steps: int = 10,
-                   guidance: float = 3.0, mm_texts: int = 8, mm_reps: int = 4, transition_segments: int = 32,
-                   device: str | None = None, log=print) -> dict:
+                   guidance: float = 3.0, temperature: float = 1.0, mm_texts: int = 8, mm_reps: int = 4,
+                   transition_segments: int = 32, device: str | None = None, log=print) -> dict:
     """The whole protocol; returns the JSON-ready result (see module docstring)."""
     import torch
 
@@ -246,7 +248,8 @@ def run_evaluation(*, data=None, split: str = "test", evaluator_dir="assets/eval
     log(f"evaluate: split {split}, {len(items)} texts, seeds {seeds}, models {list(models)}")
     out = {"kind": "kmm-eval", "split": split, "data": [str(d) for d in dataset.dirs], "seeds": seeds,
            "n_texts": len(items), "n_real": len(reference.emb),
-           "settings": {"steps": steps, "guidance": guidance, "r_precision_batch": 32, "diversity_pairs": 300,
+           "settings": {"steps": steps, "guidance": guidance, "temperature": temperature,
+                        "r_precision_batch": 32, "diversity_pairs": 300,
                         "mm_texts": mm_texts, "mm_reps": mm_reps, "transition_segments": transition_segments,
                         "transition_window": TRANSITION_WINDOW, "caption": "first caption of each clip",
                         "threads": torch.get_num_threads()},
@@ -259,7 +262,8 @@ def run_evaluation(*, data=None, split: str = "test", evaluator_dir="assets/eval
         else:
             pipe = Pipeline.from_pretrained(weights, generator=name, device=device)
             metrics = score_generator(pipe, evaluator, items, seeds, reference, steps=steps, guidance=guidance,
-                                      mm_texts=mm_texts, mm_reps=mm_reps, transition_segments=transition_segments,
+                                      temperature=temperature, mm_texts=mm_texts, mm_reps=mm_reps,
+                                      transition_segments=transition_segments,
                                       log=log)
             hashes = {"path": str(Path(weights) / name), "sha256": bundle_hashes(Path(weights), name)}
             out["device"] = str(pipe.device)
@@ -288,6 +292,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-texts", type=int, default=128, help="texts (clips) scored; 0 = the whole split")
     p.add_argument("--steps", type=int, default=10, help="mask-predict steps")
     p.add_argument("--guidance", type=float, default=3.0)
+    p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (all models alike)")
     p.add_argument("--mm-texts", type=int, default=8, help="MultiModality: texts")
     p.add_argument("--mm-reps", type=int, default=4, help="MultiModality: generations per text")
     p.add_argument("--transition-segments", type=int, default=32, help="segments in the transition timeline")
@@ -304,8 +309,9 @@ def merge_results(old: dict, new: dict) -> dict:
     for key in ("kind", "split", "data", "seeds", "n_texts", "n_real", "evaluator"):
         if old.get(key) != new.get(key):
             raise ValueError(f"cannot append: {key!r} differs ({old.get(key)!r} vs {new.get(key)!r})")
-    a = {k: v for k, v in old["settings"].items() if k != "threads"}
-    b = {k: v for k, v in new["settings"].items() if k != "threads"}
+    defaults = {"temperature": 1.0}          # settings added later: files written before them used these
+    a = {**defaults, **{k: v for k, v in old["settings"].items() if k != "threads"}}
+    b = {**defaults, **{k: v for k, v in new["settings"].items() if k != "threads"}}
     if a != b:
         raise ValueError(f"cannot append: settings differ ({a} vs {b})")
     merged = dict(old)
@@ -330,10 +336,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         raise CliError(f"unknown model(s) {bad}; choose from {', '.join(DEFAULT_MODELS)}")
     if args.seeds < 1:
         raise CliError("--seeds must be at least 1")
+    if not 0.05 <= args.temperature <= 5.0:
+        raise CliError("--temperature must be between 0.05 and 5")
     try:
         result = run_evaluation(data=args.data, split=args.split, evaluator_dir=args.evaluator, weights=args.weights,
                                 models=models, n_seeds=args.seeds, max_texts=args.max_texts or None,
-                                steps=args.steps, guidance=args.guidance, mm_texts=args.mm_texts,
+                                steps=args.steps, guidance=args.guidance, temperature=args.temperature,
+                                mm_texts=args.mm_texts,
                                 mm_reps=args.mm_reps, transition_segments=args.transition_segments,
                                 device=args.device, log=lambda m: print(m, file=sys.stderr, flush=True))
     except (WeightsError, TimelineError, KeyError) as e:

@@ -28,6 +28,13 @@ MODEL_TITLES = {"gt": "Ground truth", "kmm": "KMM (key-frame masking)", "kmm-ran
                 "motion-mamba": "Motion Mamba (ours, from the paper)"}
 
 
+def write_json(path: Path, result: dict, indent: int = 1) -> None:
+    """A result file of any eval command: parent folders made, JSON with a final newline."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=indent) + "\n")
+
+
 def fmt_value(v: dict | None, digits: int = 3) -> str:
     """{"mean": 0.5, "ci95": 0.01} -> "0.500 ± 0.010"; a single seed -> "0.500"; None -> "–"."""
     if v is None:
@@ -109,9 +116,12 @@ def render_bench(result: dict) -> str:
     def title(n, m):
         return MODEL_TITLES.get(n, n) + (" ¹" if m.get("weights") == "random-init" else "")
 
-    rows = [[title(n, m), fmt_value(m.get("single_10s"), 3), fmt_value(m.get("timeline_4x10s"), 3)]
+    def params(m):
+        return "–" if m.get("generator_params_m") is None else f"{m['generator_params_m']:.2f}"
+
+    rows = [[title(n, m), params(m), fmt_value(m.get("single_10s"), 3), fmt_value(m.get("timeline_4x10s"), 3)]
             for n, m in result["models"].items()]
-    lines += _table(["Model", "10 s prompt (s)", "4 × 10 s timeline (s)"], rows)
+    lines += _table(["Model", "generator parameters (M)", "10 s prompt (s)", "4 × 10 s timeline (s)"], rows)
     if any(m.get("weights") == "random-init" for m in result["models"].values()):
         lines += ["", "¹ No trained weights in the bundle: a generator with the KMM generator's config and random weights. "
                       "Its time is still its time: the passes and their shapes do not depend on the weights."]

@@ -48,9 +48,9 @@ def causal_conv1d(x, conv: nn.Conv1d, activation: bool = True):
 
 class Mamba(nn.Module):
     def __init__(self, d_model: int, d_state: int = 16, d_conv: int = 4, expand: int = 2,
-                 dt_min: float = 1e-3, dt_max: float = 0.1):
+                 dt_min: float = 1e-3, dt_max: float = 0.1, d_inner: int | None = None):
         super().__init__()
-        self.d_inner = expand * d_model
+        self.d_inner = d_inner or expand * d_model        # d_inner overrides expand (a pruned block, #16)
         self.d_state = d_state
         self.dt_rank = math.ceil(d_model / 16)
         self.in_proj = nn.Linear(d_model, 2 * self.d_inner, bias=False)
@@ -115,14 +115,14 @@ def reverse_valid(x, lengths):
 
 class BiMambaBlock(nn.Module):
     def __init__(self, d_model: int, d_state: int = 16, d_conv: int = 4, expand: int = 2,
-                 ff_mult: int = 2, dropout: float = 0.1):
+                 ff_mult: int = 2, dropout: float = 0.1, d_inner: int | None = None, ff_dim: int | None = None):
         super().__init__()
+        ff_dim = ff_dim or ff_mult * d_model                # d_inner / ff_dim: widths of a pruned block (#16)
         self.norm = nn.LayerNorm(d_model)
-        self.fwd = Mamba(d_model, d_state, d_conv, expand)
-        self.bwd = Mamba(d_model, d_state, d_conv, expand)
+        self.fwd = Mamba(d_model, d_state, d_conv, expand, d_inner=d_inner)
+        self.bwd = Mamba(d_model, d_state, d_conv, expand, d_inner=d_inner)
         self.norm_ff = nn.LayerNorm(d_model)
-        self.ff = nn.Sequential(nn.Linear(d_model, ff_mult * d_model), nn.GELU(),
-                                nn.Linear(ff_mult * d_model, d_model))
+        self.ff = nn.Sequential(nn.Linear(d_model, ff_dim), nn.GELU(), nn.Linear(ff_dim, d_model))
         self.drop = nn.Dropout(dropout)
 
     def forward(self, x, lengths):  # (B, L, d), (B,) -> (B, L, d)

@@ -42,7 +42,8 @@ class TransformerBlock(nn.Module):
 
 def make_blocks(c, n_layers: int) -> nn.ModuleList:
     if c.backbone == "mamba":
-        return nn.ModuleList(BiMambaBlock(c.d_model, c.d_state, c.d_conv, c.expand, dropout=c.dropout)
+        return nn.ModuleList(BiMambaBlock(c.d_model, c.d_state, c.d_conv, c.expand, dropout=c.dropout,
+                                          d_inner=c.d_inner or None, ff_dim=c.ff_dim or None)
                              for _ in range(n_layers))
     if c.backbone == "transformer":
         return nn.ModuleList(TransformerBlock(c.d_model, c.n_heads, c.dropout) for _ in range(n_layers))

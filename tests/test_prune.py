@@ -1,0 +1,117 @@
+"""Structured pruning of the KMM generator (kmm/training/prune.py): exactness when nothing that matters is cut,
+fast path = reference at pruned widths, config round trip, the `prune` command."""
+import json
+
+import pytest
+import torch
+
+from kmm.cli import main
+from kmm.config import GeneratorConfig
+from kmm.generators.kmm.model import MaskedGenerator
+from kmm.ops.scan import cpu_fast_path, reference_scan
+from kmm.training.prune import collect_importance, prune_generator
+from kmm.prune_cli import calibration_prompts
+
+torch.set_num_threads(1)
+GEN = GeneratorConfig(n_codes=32, d_model=32, n_layers=2, align_dim=16, max_tokens=16, max_length_tokens=20)
+
+
+def _inputs(seed=0, B=3, T=12):
+    g = torch.Generator().manual_seed(seed)
+    tokens = torch.randint(0, GEN.n_codes + 1, (B, T), generator=g)
+    lengths = torch.tensor([T, T - 3, 5])[:B]
+    text = torch.randn(B, 1, GEN.text.dim, generator=g)
+    return tokens, lengths, text, torch.zeros(B, T, dtype=torch.long)
+
+
+def _importance(gen):
+    with torch.no_grad(), collect_importance(gen) as imp:
+        gen(*_inputs(1))
+    return imp
+
+
+def _valid(x, lengths):
+    return torch.cat([x[b, :n] for b, n in enumerate(lengths.tolist())])
+
+
+def test_keeping_every_channel_is_the_same_model():
+    torch.manual_seed(0)
+    gen = MaskedGenerator(GEN).eval()
+    pruned = prune_generator(gen, _importance(gen), 32, 64)          # expand 1 · 32 = 32; ff 2 · 32 = 64
+    x = _inputs()
+    with torch.no_grad(), reference_scan():
+        assert torch.allclose(_valid(gen(*x), x[1]), _valid(pruned(*x), x[1]), atol=1e-5)
+
+
+def test_channels_that_contribute_nothing_are_the_ones_removed():
+    """Zero the out_proj (and x_proj) columns of 12 Mamba channels per direction and 40 feed-forward units'
+    output columns: their importance is 0, pruning to the rest leaves the logits unchanged."""
+    torch.manual_seed(0)
+    gen = MaskedGenerator(GEN).eval()
+    dead = torch.randperm(32)[:12]
+    dead_ff = torch.randperm(64)[:40]
+    with torch.no_grad():
+        for block in gen.blocks:
+            for m in (block.fwd, block.bwd):   # x_proj too: a channel's x also feeds Δ, B, C of the others
+                m.out_proj.weight[:, dead] = 0
+                m.x_proj.weight[:, dead] = 0
+            block.ff[2].weight[:, dead_ff] = 0
+    imp = _importance(gen)
+    assert float(imp["blocks.0.fwd"][dead].abs().max()) == 0 and float(imp["blocks.1.ff"][dead_ff].abs().max()) == 0
+    assert float(imp["blocks.0.fwd"].max()) > 0
+    pruned = prune_generator(gen, imp, 20, 24)
+    assert pruned.blocks[0].fwd.in_proj.weight.shape == (40, 32) and pruned.blocks[0].ff[0].weight.shape == (24, 32)
+    x = _inputs()
+    with torch.no_grad(), reference_scan():
+        assert torch.allclose(_valid(gen(*x), x[1]), _valid(pruned(*x), x[1]), atol=1e-5)
+    # keeping fewer channels than the live ones changes the model
+    smaller = prune_generator(gen, imp, 10, 24)
+    with torch.no_grad(), reference_scan():
+        assert not torch.allclose(_valid(gen(*x), x[1]), _valid(smaller(*x), x[1]), atol=1e-3)
+
+
+def test_pruned_model_fast_path_matches_reference_and_round_trips(tmp_path):
+    torch.manual_seed(0)
+    gen = prune_generator(MaskedGenerator(GEN).eval(), _importance(MaskedGenerator(GEN).eval()), 20, 24)
+    x = _inputs()
+    with torch.no_grad():
+        if not cpu_fast_path(torch.zeros(1), gen.blocks[0].fwd.A_log):
+            pytest.skip("no C compiler: the CPU kernels are not built here")
+        fast = gen(*x)
+        with reference_scan():
+            ref = gen(*x)
+    assert torch.allclose(_valid(fast, x[1]), _valid(ref, x[1]), atol=1e-4)
+    gen.save_pretrained(tmp_path / "g")
+    back = MaskedGenerator.from_pretrained(tmp_path / "g")
+    assert back.config.d_inner == 20 and back.config.ff_dim == 24
+    assert json.loads((tmp_path / "g" / "config.json").read_text())["d_inner"] == 20
+
+
+def test_importance_needs_a_pass_and_sizes_are_checked():
+    gen = MaskedGenerator(GEN).eval()
+    with pytest.raises(RuntimeError):
+        with collect_importance(gen):
+            pass
+    with pytest.raises(ValueError):
+        prune_generator(gen, _importance(gen), 33, 24)
+
+
+def test_calibration_prompts_take_the_first_of_each_group_once():
+    groups = {"sit": ["d"], "jump": ["a", "b", "c"], "hop": ["a", "e"]}
+    assert calibration_prompts(groups, 2) == ["a", "e", "b", "d"]
+
+
+def test_prune_command_writes_a_smaller_bundle_and_refuses_bad_input(tiny_bundle, tmp_path, capsys):
+    out = tmp_path / "pruned"
+    cfg = MaskedGenerator.from_pretrained(tiny_bundle / "kmm").config
+    width = cfg.d_inner or cfg.expand * cfg.d_model
+    assert main(["prune", "--weights", str(tiny_bundle), "--out", str(out), "--d-inner", str(width // 2),
+                 "--ff-dim", str(cfg.d_model), "--per-group", "1", "--seconds", "2"]) == 0
+    small = MaskedGenerator.from_pretrained(out / "kmm")
+    assert small.config.d_inner == width // 2 and (out / "tokenizer" / "model.safetensors").is_file()
+    assert "parameters" in capsys.readouterr().out
+    assert main(["prune", "--weights", str(tiny_bundle), "--out", str(out), "--d-inner", "1", "--ff-dim", "1"]) == 2
+    assert "exists" in capsys.readouterr().err
+    assert main(["prune", "--weights", str(tiny_bundle), "--out", str(tmp_path / "x"), "--d-inner", "9999",
+                 "--ff-dim", "1"]) == 2
+    assert "--d-inner" in capsys.readouterr().err and not (tmp_path / "x").exists()
