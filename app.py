@@ -579,13 +579,16 @@ def build_demo(pipelines=None) -> gr.Blocks:
         with gr.Tab("API", id="api"):
             build_api_tab(service)
 
-        def on_load():
+        def on_load_known():        # fast (the bundle's vocabulary): shown at once
             vocab = service.vocabulary()
-            known = (f"**What the model knows** (actions in its training captions): "
-                     f"{logic.abilities_line(vocab.groups)}." if vocab is not None and vocab.groups else "")
-            return gr.update(choices=list(_held_out())), known
+            return (f"**What the model knows** (actions in its training captions): "
+                    f"{logic.abilities_line(vocab.groups)}." if vocab is not None and vocab.groups else "")
 
-        demo.load(on_load, None, [caption, abilities], api_visibility="private")
+        def on_load_captions():     # slow (reads the data folders): must not hold the line above back
+            return gr.update(choices=list(_held_out()))
+
+        demo.load(on_load_known, None, [abilities], api_visibility="private")
+        demo.load(on_load_captions, None, [caption], api_visibility="private")
     return demo
 
 

@@ -2,7 +2,8 @@
 
     python tests/shoot_real_weights.py            # writes results/screenshots/{generate,compare}_real_weights.png
 
-Steps: 1. start `python app.py` on a free port with the bundled weights; 2. in Chromium (1440×900), click Generate
+Steps: 1. start `python app.py` on a free port with the bundled weights; 2. in Chromium (1440×900), wait for the
+"What the model knows" line (printed: seconds after opening the page), click Generate
 on the landing example, wait until it is generated, take two shots 1 s apart and check that the player moved;
 3. on the Compare tab compare "a person walks forward" for every shipped generator; 4. stop the app.
 Not collected by pytest (no test_ prefix): it needs the real bundle and about a minute of CPU.
@@ -45,7 +46,10 @@ def main() -> int:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path="/usr/bin/chromium")
             page = browser.new_page(viewport={"width": 1440, "height": 900})
+            t0 = time.monotonic()
             page.goto(f"http://127.0.0.1:{port}/", timeout=120_000)
+            page.get_by_text("What the model knows").wait_for(timeout=30_000)   # before the data folders load
+            print(f"'What the model knows' shown {time.monotonic() - t0:.1f} s after opening the page")
             page.locator("#generate").click()
             page.locator("#status", has_text="Generated").wait_for(timeout=180_000)
             frame = page.locator("#motion-player iframe").element_handle().content_frame()

@@ -1,6 +1,7 @@
 """Speed work (issue #16) that must not change results: the CPU fast path decodes the same tokens as the
 reference on the shipped weights, guidance is one doubled batch per step, text is encoded once per call,
 and the generate command imports no UI / rendering packages."""
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -174,6 +175,40 @@ def test_generate_does_not_import_transformers():
     if not (SHIPPED / "kmm" / "model.safetensors").is_file():
         pytest.skip("no shipped weights")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "False"
+
+
+def test_sentence_embeddings_without_transformers_match_it():
+    """The app's "what the model understood" embeds prompts with LiteBert (all 6 layers, mean-pooled): the same
+    unit vectors as transformers' last_hidden_state, without its ~5 s import on the first Generate."""
+    pytest.importorskip("transformers")
+    import numpy as np
+
+    from kmm.text_backbone import TextBackbone
+    from kmm.vocabulary import sentence_embeddings
+
+    backbone = TextBackbone()
+    if backbone.lite is None:
+        pytest.skip("the shipped sentence encoder has no tokenizer.json")
+    texts = ["a person walks forward", "sits down on a chair", "x " * 80, ""]
+    lite = sentence_embeddings(texts, backbone)
+
+    class Transformers:                       # the same backbone, forced onto the transformers path
+        lite, max_tokens, device = None, backbone.max_tokens, backbone.device
+        tokenizer, model = backbone.tokenizer, backbone.model
+
+    ref = sentence_embeddings(texts, Transformers())
+    assert lite.shape == ref.shape == (4, 384) and np.abs(lite - ref).max() < 1e-5
+
+
+def test_understanding_a_prompt_does_not_import_transformers():
+    code = ("import sys; from kmm.app_logic import MotionService; s = MotionService(); "
+            "print(s.understand(['a person walks forward'])[0]['closest'][0]); print('transformers' in sys.modules)")
+    if not (SHIPPED / "vocabulary.json").is_file():
+        pytest.skip("no shipped vocabulary")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=600,
+                         env={**os.environ, "KMM_WEIGHTS": str(SHIPPED)})
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().splitlines()[-1] == "False"
 
