@@ -4,7 +4,7 @@ The checks are tested on synthetic motions and on real clips of the mini data. T
 example with the SHIPPED weights (assets/kmm) and runs the example's own checks on its segments: examples use
 only actions the shipped model does well (results/breadth.json), and every one of them must pass, no xfails.
 After a retrain, rerun `python -m pytest -q tests/test_examples.py -rA -k shipped` and fix the examples, not the
-checks.
+checks (`python -m kmm.eval.example_seeds --seeds 0-7` shows which seeds pass).
 """
 from pathlib import Path
 

@@ -1,0 +1,65 @@
+"""Which seeds make each example pass its own checks? (re-picking `examples/*.json` seeds after a retrain)
+
+    python -m kmm.eval.example_seeds --weights assets/kmm --seeds 0-7
+    python -m kmm.eval.example_seeds --weights runs/other --only 06_walk_jump_sit,07_walk_squat_back_sit --seeds 0-11
+
+For every example: generate its segments with the chosen generator at each seed and run the example's checks
+(`kmm.eval.kinematic_checks`) on their segments, as `tests/test_examples.py` does for the example's own seed.
+Prints one line per example and seed (PASS, or the failing "segment:check" pairs) and a count per example.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def parse_seeds(text: str) -> list[int]:
+    """"0-3,7" -> [0, 1, 2, 3, 7]."""
+    out: list[int] = []
+    for part in text.split(","):
+        a, _, b = part.strip().partition("-")
+        out += list(range(int(a), int(b) + 1)) if b else [int(a)]
+    return out
+
+
+def failures(pipe, example, seed: int) -> list[str]:
+    """The "segment:check" pairs (1-based segments) of `example` that fail at `seed`; [] = it passes."""
+    from kmm.eval import kinematic_checks as K
+
+    out = pipe.generate([(s.text, s.seconds) for s in example.segments], seed=seed)
+    b = out.boundaries
+    return [f"{k + 1}:{name}" for k, name in example.checks
+            if not K.run_check(name, out.joints[b[k]:b[k + 1]]).passed]
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--weights", type=Path, default=Path("assets/kmm"))
+    p.add_argument("--model", default="kmm")
+    p.add_argument("--examples", type=Path, default=Path("examples"))
+    p.add_argument("--only", default="", help="comma list of example keys (file names without .json)")
+    p.add_argument("--seeds", default="0-3", help='e.g. "0-7" or "0,2,5"')
+    args = p.parse_args(argv)
+    import torch
+
+    from kmm import app_logic as logic
+    from kmm.pipeline import Pipeline
+
+    torch.set_num_threads(1)
+    pipe = Pipeline.from_pretrained(args.weights, generator=args.model)
+    keys = {k for k in args.only.split(",") if k}
+    seeds = parse_seeds(args.seeds)
+    for ex in logic.load_examples(args.examples):
+        if keys and ex.key not in keys:
+            continue
+        passed = 0
+        for seed in seeds:
+            bad = failures(pipe, ex, seed)
+            passed += not bad
+            print(f"{ex.key} seed {seed}: {'PASS' if not bad else ' '.join(bad)}", flush=True)
+        print(f"{ex.key}: passes at {passed} of {len(seeds)} seeds (the file's seed: {ex.seed})", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
