@@ -331,7 +331,7 @@ def test_body_is_large_in_a_60_second_timeline(page):
         assert body is not None, "no mannequin drawn in the mesh viewer"
         # the body's larger extent, at least a fifth of the viewer: the tiny test model sometimes crouches or lies
         # down (a crouch measured 106 × 114 px in 479, a standing body ~170 px high); a camera that framed the whole
-        # 60-s path instead of following the body would draw it a few tens of pixels high
+        # 60-s path instead of following the body would draw it much smaller
         size = max(body[3] - body[1], body[2] - body[0])
         assert size >= img.shape[0] / 5, f"mesh body {body[2] - body[0]} × {body[3] - body[1]} px in {img.shape[0]} px"
 
