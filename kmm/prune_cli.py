@@ -62,8 +62,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
     except ValueError:                                      # no vocabulary in the bundle: the action names
         groups = {name: [f"a person {name}"] for name in ACTIONS}
     gen = pipe.generator
-    c = gen.config
-    d_inner, ff_dim = c.d_inner or c.expand * c.d_model, c.ff_dim or 2 * c.d_model
+    d_inner, ff_dim = gen.blocks[0].fwd.d_inner, gen.blocks[0].ff[0].out_features   # the model's own widths
     if not (0 < args.d_inner <= d_inner and 0 < args.ff_dim <= ff_dim):
         raise CliError(f"--d-inner must be in 1..{d_inner} and --ff-dim in 1..{ff_dim} (this model's widths)")
     prompts = calibration_prompts(groups, args.per_group)

@@ -61,6 +61,16 @@ class TextBackbone:
         return {k[len(prefix):]: v.detach().clone() for k, v in self.model.state_dict().items() if k.startswith(prefix)}
 
     @torch.no_grad()
+    def last_hidden_state(self, texts: list[str]):  # -> output of the last layer (B, S, d), mask (B, S) long
+        """The whole encoder (all layers), as transformers' `last_hidden_state`; LiteBert when it loaded."""
+        if self.lite is not None:
+            ids, mask, types = self.lite.tokenize(texts, self.max_tokens)
+            return self.lite.hidden_states(ids, mask, types, self.lite.n_layers).to(self.device), mask.to(self.device)
+        enc = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_tokens,
+                             return_tensors="pt").to(self.device)
+        return self.model(**enc).last_hidden_state, enc["attention_mask"]
+
+    @torch.no_grad()
     def _encode(self, texts: list[str]):  # -> input of the last layer (B, S, d), mask (B, S)
         if self.lite is not None:
             ids, mask, types = self.lite.tokenize(texts, self.max_tokens)

@@ -106,19 +106,11 @@ def sentence_embeddings(texts: Sequence[str], backbone=None, batch: int = 256) -
     if backbone is None:
         from kmm.text_backbone import shared_backbone
         backbone = shared_backbone()
-    lite = getattr(backbone, "lite", None)     # the same encoder without importing transformers (~5 s cold)
     chunks = []
     with torch.no_grad():
         for i in range(0, len(texts), batch):
-            if lite is not None:
-                ids, att, types = lite.tokenize(list(texts[i:i + batch]), backbone.max_tokens)
-                hidden = lite.hidden_states(ids, att, types, lite.n_layers).to(backbone.device)   # (B, S, 384)
-                mask = att.unsqueeze(-1).to(hidden.dtype).to(backbone.device)                     # (B, S, 1)
-            else:
-                enc = backbone.tokenizer(list(texts[i:i + batch]), padding=True, truncation=True,
-                                         max_length=backbone.max_tokens, return_tensors="pt").to(backbone.device)
-                hidden = backbone.model(**enc).last_hidden_state                      # (B, S, 384)
-                mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)            # (B, S, 1)
+            hidden, att = backbone.last_hidden_state(list(texts[i:i + batch]))         # (B, S, 384), (B, S)
+            mask = att.unsqueeze(-1).to(hidden.dtype)                                  # (B, S, 1)
             pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)             # (B, 384)
             chunks.append(torch.nn.functional.normalize(pooled, dim=-1).float().cpu().numpy())
     return np.concatenate(chunks) if chunks else np.zeros((0, 384), np.float32)

@@ -194,11 +194,9 @@ def test_sentence_embeddings_without_transformers_match_it():
     texts = ["a person walks forward", "sits down on a chair", "x " * 80, ""]
     lite = sentence_embeddings(texts, backbone)
 
-    class Transformers:                       # the same backbone, forced onto the transformers path
-        lite, max_tokens, device = None, backbone.max_tokens, backbone.device
-        tokenizer, model = backbone.tokenizer, backbone.model
-
-    ref = sentence_embeddings(texts, Transformers())
+    transformers_path = TextBackbone()        # the same backbone, forced onto the transformers path
+    transformers_path.lite = None
+    ref = sentence_embeddings(texts, transformers_path)
     assert lite.shape == ref.shape == (4, 384) and np.abs(lite - ref).max() < 1e-5
 
 
