@@ -148,7 +148,7 @@ def add_train_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, default=Path("runs/kmm"), help="run folder (checkpoints, logs, bundle)")
     p.add_argument("--recipe", default="default", help="'default', 'tiny', or a recipe JSON file")
     p.add_argument("--stages", default="tokenizer,residual,generators,motion-mamba",
-                   help="comma list of tokenizer, residual, generators, motion-mamba")
+                   help="comma list of tokenizer, base-decoder, residual, generators, motion-mamba")
     p.add_argument("--generators", default=None, help="comma list of kmm, kmm-random, transformer, bamm")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--cache", type=Path, default=Path(".cache"), help="feature cache folder")
@@ -183,7 +183,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         if args.steps < 1:
             raise CliError(f"--steps must be at least 1, got {args.steps}")
         recipe = dataclasses.replace(recipe, **{k: args.steps for k in (
-            "tokenizer_steps", "generator_steps", "residual_steps", "vae_steps", "motion_mamba_steps")})
+            "tokenizer_steps", "generator_steps", "residual_steps", "vae_steps", "motion_mamba_steps")},
+                                     **({"decoder_steps": args.steps} if "base-decoder" in args.stages else {}))
     stages = tuple(s.strip() for s in args.stages.split(",") if s.strip())
     dataset = load_dataset(resolve_data_dirs(args.data))
     from kmm import distributed as ddp   # under torchrun: join the process group (gloo; kmm/distributed.py)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,10 +28,10 @@ from kmm.generators.kmm.model import MaskedGenerator, info_nce
 from kmm.model.residual import ResidualPredictor
 from kmm.model.tokenizer import MotionTokenizer
 from kmm.motion.features import Normalizer
-from kmm.motion.skeleton import FEATURE_SLICES
 # shared by every stage (kmm/training/); imported here under their old names too (`from kmm.train import Recipe`)
 from kmm.training.common import (Logger, TextBatcher, frozen_text_top, load_checkpoint, lr_lambda,  # noqa: F401
-                                 optimizer_step, sample_by_length, save_checkpoint, scheduler,
+                                 optimizer_step, reconstruction_loss, sample_by_length, save_checkpoint,
+                                 scheduler,
                                  action_balance_weights, warm_start,
                                  tokenizer_mpjpe_mm, window_batch, window_corpus)
 from kmm.training.recipe import Recipe, tiny_recipe  # noqa: F401
@@ -49,24 +48,13 @@ GENERATOR_VARIANTS = {
 # --- stage 1: tokenizer ---------------------------------------------------------------------------
 
 def tokenizer_loss(model, x, root_weight: float = 1.0):  # x (B, T, F) normalised -> loss, parts
-    """Reconstruction (all channels, joint positions, velocities) + commitment + root path.
-
-    Root path (ours, against root drift): the root's yaw and planar velocities and its height (channels 0..3)
-    are what the whole trajectory is integrated from, so a small per-frame bias becomes metres after a few
-    seconds. l_root = smooth-L1 on those channels + on their running sums over the window (the integrated path
-    error, divided by √T so long windows do not dominate).
-    """
+    """`reconstruction_loss` (all channels, joint positions, velocities, root path) + 0.02 · commitment."""
     recon, _, commit = model(x)
-    pos = FEATURE_SLICES["ric"]
-    l_rec = F.smooth_l1_loss(recon, x)
-    l_pos = F.smooth_l1_loss(recon[..., pos], x[..., pos])
-    l_vel = F.smooth_l1_loss(recon[:, 1:] - recon[:, :-1], x[:, 1:] - x[:, :-1])
-    err = recon[..., :4] - x[..., :4]                                             # (B, T, 4)
-    path = err[..., :3].cumsum(1) / math.sqrt(x.shape[1])                         # (B, T, 3)
-    l_root = F.smooth_l1_loss(err, torch.zeros_like(err)) + F.smooth_l1_loss(path, torch.zeros_like(path))
-    loss = l_rec + 0.5 * l_pos + 0.5 * l_vel + 0.02 * commit + root_weight * l_root
-    return loss, {k: v.item() for k, v in (("rec", l_rec), ("pos", l_pos), ("vel", l_vel), ("commit", commit),
-                                           ("root", l_root))}
+    loss, parts = reconstruction_loss(recon, x, root_weight)
+    if root_weight <= 0:
+        parts["root"] = torch.zeros(())
+    parts["commit"] = commit
+    return loss + 0.02 * commit, {k: v.item() for k, v in parts.items()}
 
 
 def train_tokenizer(train: Corpus, val: Corpus, normalizer: Normalizer, recipe: Recipe, out: Path, log) -> MotionTokenizer:
@@ -441,7 +429,7 @@ def train_residual(tc: TokenCorpus, tokenizer: MotionTokenizer, backbone, recipe
 # --- the whole recipe -----------------------------------------------------------------------------
 
 def train_all(dataset, out_dir: str | Path, recipe: Recipe, *,
-              stages=("tokenizer", "residual", "generators", "motion-mamba"),
+              stages=("tokenizer", "residual", "generators", "motion-mamba"),   # + "base-decoder" (opt-in)
               cache_dir: Path | None = None, backbone=None) -> Path:
     from kmm.text_backbone import TextBackbone
 
@@ -473,7 +461,13 @@ def train_all(dataset, out_dir: str | Path, recipe: Recipe, *,
         t = time.time()
         tokenizer = train_tokenizer(train, val, normalizer, recipe, out, log)
         log(stage="tokenizer", done=True, wall_s=round(time.time() - t, 1))
-    elif "residual" in stages or "generators" in stages:
+    if "base-decoder" in stages:   # the decoder alone, for the base layer the pipeline decodes; codes unchanged
+        from kmm.training.base_decoder import train_base_decoder
+
+        t = time.time()
+        tokenizer = train_base_decoder(train, val, normalizer, recipe, out, log)
+        log(stage="base-decoder", done=True, wall_s=round(time.time() - t, 1))
+    if ("residual" in stages or "generators" in stages) and not {"tokenizer", "base-decoder"} & set(stages):
         tokenizer = MotionTokenizer.from_pretrained(out / "tokenizer")
     backbone = backbone or TextBackbone(max_tokens=recipe.generator.text.max_tokens)
     if "residual" in stages or "generators" in stages:

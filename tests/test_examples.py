@@ -35,7 +35,7 @@ def _standing(T=40):
 def test_examples_are_valid_and_cover_what_the_model_does():
     assert len(EXAMPLES) >= 5
     checks = {name for e in EXAMPLES for _, name in e.checks}
-    assert {"jump", "sit", "seated", "squat", "walk", "walk_backwards", "sidestep"} <= checks <= set(K.CHECKS)
+    assert {"jump", "sit", "seated", "squat", "kick", "walk", "walk_backwards", "sidestep"} <= checks <= set(K.CHECKS)
     assert any(len(e.segments) == 1 for e in EXAMPLES) and any(len(e.segments) >= 3 for e in EXAMPLES)
     assert all(e.checks for e in EXAMPLES)                        # every example says what it should do
     for e in EXAMPLES:                                            # ... for every segment

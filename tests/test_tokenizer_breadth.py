@@ -38,3 +38,43 @@ def test_stages_are_the_tokenizer_round_trips(tiny_bundle, mini_dir):
     assert result["none"] == {"clips": 0}
     table = render({"actions": result})
     assert "| walk | 1 | 0.00 (1.00) | 1.00 (2.00) | 0.00 (3.00) | 1.00 (4.00) |" in table and "| none |" not in table
+
+
+def test_reconstruction_error_separates_root_drift_from_pose(mini_dir):
+    """A tokenizer that returns its input has zero error; one that adds a constant forward velocity to the root
+    (drift) has a growing root-integrated error and zero pose error."""
+    from kmm.data import load_dataset
+    from kmm.eval.tokenizer_breadth import reconstruction_error
+    from kmm.motion.features import Normalizer, joints_to_features
+
+    class Fake:
+        downsample = 4
+
+        def __init__(self, drift):
+            self.drift = drift
+
+        def encode(self, x):                                          # "codes": (B, T, F, Q = 1)
+            return x[..., None]
+
+        def _latent(self, x):
+            return x
+
+        def decode_latent(self, x):
+            y = x.clone()
+            y[..., 2] += self.drift                                   # root forward velocity (m / frame)
+            return y
+
+        def decode(self, codes):
+            return self.decode_latent(codes[..., 0])
+
+    clips = [c.joints[:80] for c in list(load_dataset([mini_dir]).clips("test"))[:2]]
+    f = joints_to_features(clips[0])
+    identity = Normalizer(np.zeros(f.shape[1], np.float32), np.ones(f.shape[1], np.float32))
+    zero = reconstruction_error(Fake(0.0), identity, clips)
+    assert set(zero) == set(STAGES[1:])
+    assert all(v["root_integrated_mm"] < 1e-3 and v["pose_mm"] < 1e-3 for v in zero.values())
+    drift = reconstruction_error(Fake(0.01), identity, clips)        # 1 cm / frame: 10·t mm at frame t
+    lengths = [len(joints_to_features(c)) // 4 * 4 for c in clips]
+    expected = sum(10.0 * t for n in lengths for t in range(n)) / sum(lengths)
+    for v in drift.values():
+        assert abs(v["root_integrated_mm"] - expected) < 0.01 * expected and v["pose_mm"] < 1e-3

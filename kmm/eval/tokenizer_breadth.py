@@ -10,7 +10,9 @@ pipeline's clean-up (`clean_joints`):
     autoencoder   encoder → decoder without quantisation (what the network can carry)
     all layers    encode → all residual codebook layers → decode (the best any generator could do)
     base layer    encode → base layer only → decode (what the shipped pipeline decodes: residual_layers 0)
-Reported per action: the pass rate of the check at each stage and the mean value of its measure.
+Reported per action: the pass rate of the check at each stage and the mean value of its measure; and over all
+the split's clips, the mean per-joint position error of each stage against the capture (`reconstruction_error`):
+with the root path integrated over the whole clip (drift included, issue #14) and of the pose alone.
 """
 from __future__ import annotations
 
@@ -56,12 +58,43 @@ def measure(tokenizer, normalizer, clips_by_action: dict) -> dict:
     return out
 
 
+def reconstruction_error(tokenizer, normalizer, clips: list) -> dict:
+    """[(T, 22, 3) joints] -> {stage: {"root_integrated_mm", "pose_mm"}} for the stages after capture.
+
+    Joints come back from features by integrating the root's velocities from frame 0 (as the pipeline does), so
+    "root_integrated_mm" includes every centimetre of drift over the clip; "pose_mm" subtracts the pelvis per
+    frame. Frame-weighted means over all clips."""
+    import torch
+
+    from kmm.motion.features import features_to_joints, joints_to_features
+
+    sums = {s: np.zeros(2) for s in STAGES[1:]}
+    frames = 0
+    for joints in clips:
+        out = stage_features(tokenizer, normalizer, joints_to_features(joints))
+        ref = features_to_joints(torch.from_numpy(out["capture"]).double())            # (T', 22, 3)
+        for stage in STAGES[1:]:
+            rec = features_to_joints(torch.from_numpy(out[stage]).double())
+            sums[stage] += [float((rec - ref).norm(dim=-1).mean()) * len(ref),
+                            float(((rec - rec[:, :1]) - (ref - ref[:, :1])).norm(dim=-1).mean()) * len(ref)]
+        frames += len(ref)
+    return {s: {"root_integrated_mm": round(1000 * v[0] / max(frames, 1), 2),
+                "pose_mm": round(1000 * v[1] / max(frames, 1), 2)} for s, v in sums.items()}
+
+
 def render(result: dict) -> str:
     lines = ["| action | real clips | " + " | ".join(STAGES) + " |", "|---|---|" + "---|" * len(STAGES)]
     for name, r in result["actions"].items():
         if r["clips"]:
             lines.append(f"| {name} | {r['clips']} | "
                          + " | ".join(f"{r[s]['pass']:.2f} ({r[s]['value']:.2f})" for s in STAGES) + " |")
+    if result.get("reconstruction"):
+        rec = result["reconstruction"]
+        lines += ["", f"| position error over {result['reconstruction_clips']} clips (mm) | " + " | ".join(rec) + " |",
+                  "|---|" + "---|" * len(rec),
+                  "| root path integrated over the clip | " + " | ".join(f"{v['root_integrated_mm']:.1f}"
+                                                                      for v in rec.values()) + " |",
+                  "| pose relative to the pelvis | " + " | ".join(f"{v['pose_mm']:.1f}" for v in rec.values()) + " |"]
     return "\n".join(lines)
 
 
@@ -88,7 +121,9 @@ def main(argv=None) -> int:
         pat = re.compile(a.keywords, re.I)
         by_action[a.name] = (a.check, [c.joints for c in clips if pat.search(" ".join(c.labels or c.captions))])
     result = {"kind": "kmm-tokenizer-breadth", "split": args.split, "weights": str(args.weights),
-              "stages": list(STAGES), "actions": measure(pipe.tokenizer, pipe.normalizer, by_action)}
+              "stages": list(STAGES), "actions": measure(pipe.tokenizer, pipe.normalizer, by_action),
+              "reconstruction_clips": len(clips),
+              "reconstruction": reconstruction_error(pipe.tokenizer, pipe.normalizer, [c.joints for c in clips])}
     print(render(result))
     if args.json:
         write_json(args.json, result)

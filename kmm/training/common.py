@@ -21,6 +21,7 @@ from safetensors.torch import load_file, save_file
 from kmm import distributed as ddp
 from kmm.corpus import Corpus
 from kmm.motion.features import Normalizer, features_to_joints
+from kmm.motion.skeleton import FEATURE_SLICES
 from kmm.text_aug import paraphrase
 
 
@@ -107,27 +108,30 @@ def warm_start(model, init_from: str, name: str) -> bool:
 
 
 def window_corpus(train: Corpus, normalizer: Normalizer, window: int) -> Corpus:
-    """The normalised training clips that hold at least one window of `window` frames."""
+    """The normalised training clips that hold at least one window of `window` frames (captions kept)."""
     normed = [normalizer.normalize(f) for f in train.features]
     keep = [i for i, f in enumerate(normed) if len(f) >= window]
     if not keep:
         raise ValueError(f"no training clip has the {window} frames of a training window")
-    return Corpus([train.ids[i] for i in keep], [normed[i] for i in keep], [])
+    captions = [train.captions[i] for i in keep] if train.captions else []
+    return Corpus([train.ids[i] for i in keep], [normed[i] for i in keep], captions)
 
 
-def window_batch(usable: Corpus, n: int, window: int, rng: np.random.Generator):  # -> (n, window, F)
-    """n random windows, clips drawn ∝ √length."""
+def window_batch(usable: Corpus, n: int, window: int, rng: np.random.Generator,
+                 weights=None):  # -> (n, window, F)
+    """n random windows, clips drawn ∝ √length (× `weights`, (N,) per clip, e.g. `action_balance_weights`)."""
     batch = []
-    for i in _sample_clips(usable, n, rng):
+    for i in _sample_clips(usable, n, rng, weights):
         f = usable.features[i]
         s = int(rng.integers(0, len(f) - window + 1))
         batch.append(f[s:s + window])
     return torch.from_numpy(np.stack(batch))
 
 
-def _sample_clips(corpus: Corpus, n: int, rng: np.random.Generator, min_frames: int = 1):
+def _sample_clips(corpus: Corpus, n: int, rng: np.random.Generator, weights=None):
     lengths = np.array([len(f) for f in corpus.features], dtype=np.float64)
-    p = np.sqrt(lengths) / np.sqrt(lengths).sum()  # longer clips a little more often
+    p = np.sqrt(lengths) * (1.0 if weights is None else np.asarray(weights, dtype=np.float64))
+    p = p / p.sum()  # longer clips a little more often
     return rng.choice(len(corpus), size=n, p=p)
 
 
@@ -167,6 +171,33 @@ def action_balance_weights(captions: list[list[str]], lengths, alpha: float) -> 
     total = float(root.sum())
     w = np.array([max((share[n] / total) ** -alpha for n in a) for a in acts])   # 3.
     return w / w.mean()
+
+
+# --- losses ----------------------------------------------------------------------------------------
+
+def reconstruction_loss(recon, x, root_weight: float = 0.0):  # (B, T, F) normalised both -> loss, parts
+    """What every motion autoencoder here is trained to reconstruct (tokenizer, its base-layer decoder, the
+    Motion Mamba VAE): smooth-L1 on all channels + 0.5 on joint positions + 0.5 on frame-to-frame velocity.
+
+    root_weight > 0 adds the root path (ours, against root drift): the root's yaw and planar velocities and its
+    height (channels 0..3) are what the whole trajectory is integrated from, so a small per-frame bias becomes
+    metres after a few seconds. l_root = smooth-L1 on those channels + on their running sums over the window
+    (the integrated path error, divided by √T so long windows do not dominate).
+    """
+    import torch.nn.functional as F
+
+    pos = FEATURE_SLICES["ric"]
+    l_rec = F.smooth_l1_loss(recon, x)
+    l_pos = F.smooth_l1_loss(recon[..., pos], x[..., pos])
+    l_vel = F.smooth_l1_loss(recon[:, 1:] - recon[:, :-1], x[:, 1:] - x[:, :-1])
+    loss = l_rec + 0.5 * l_pos + 0.5 * l_vel
+    parts = {"rec": l_rec, "pos": l_pos, "vel": l_vel}
+    if root_weight > 0:
+        err = recon[..., :4] - x[..., :4]                                             # (B, T, 4)
+        path = err[..., :3].cumsum(1) / math.sqrt(x.shape[1])                         # (B, T, 3)
+        parts["root"] = F.smooth_l1_loss(err, torch.zeros_like(err)) + F.smooth_l1_loss(path, torch.zeros_like(path))
+        loss = loss + root_weight * parts["root"]
+    return loss, parts
 
 
 # --- text ----------------------------------------------------------------------------------------

@@ -20,6 +20,9 @@ class Recipe(_JsonConfig):
     tokenizer_window: int = 64          # frames
     tokenizer_lr: float = 4e-4
     root_weight: float = 1.0            # tokenizer's root-path loss (ours, against root drift); 0 = off
+    decoder_steps: int = 0              # base-layer decoder fine-tune (kmm/training/base_decoder.py); 0 = none
+    decoder_lr: float = 2e-4
+    decoder_action_balance: float = 0.0  # its windows: rare actions drawn more (as action_balance); 0 = off
     generator_steps: int = 1500
     generator_batch: int = 32
     generator_lr: float = 4e-4
@@ -60,7 +63,7 @@ def tiny_recipe() -> Recipe:
     """A test-sized recipe: seconds on a CPU, used by the test suite and CI."""
     from kmm.config import TextConfig
 
-    return Recipe(tokenizer_steps=30, tokenizer_batch=8, tokenizer_window=32, generator_steps=30, generator_batch=8,
+    return Recipe(tokenizer_steps=30, decoder_steps=10, tokenizer_batch=8, tokenizer_window=32, generator_steps=30, generator_batch=8,
                   residual_steps=10, residual_batch=8, warmup=5, steps_per_check=10, threads=1,
                   tokenizer=TokenizerConfig(width=32, code_dim=16, n_quantizers=3, n_codes=32),
                   generator=GeneratorConfig(n_codes=32, d_model=32, n_layers=1, align_dim=16, max_tokens=16,

@@ -26,8 +26,8 @@ from kmm.generators.kmm.masking import valid_mask
 from kmm.generators.motion_mamba.model import MotionMambaDenoiser
 from kmm.generators.motion_mamba.vae import MotionVAE, kl_divergence
 from kmm.motion.features import Normalizer
-from kmm.motion.skeleton import FEATURE_SLICES
-from kmm.training.common import (TextBatcher, frozen_text_top, load_checkpoint, optimizer_step, sample_by_length,
+from kmm.training.common import (TextBatcher, frozen_text_top, load_checkpoint, optimizer_step, reconstruction_loss,
+                                 sample_by_length,
                                  save_checkpoint, scheduler, tokenizer_mpjpe_mm, window_batch, window_corpus)
 from kmm.training.recipe import Recipe
 
@@ -37,13 +37,10 @@ from kmm.training.recipe import Recipe
 def vae_loss(model: MotionVAE, x, generator: torch.Generator | None = None):  # x (B, T, F) normalised
     """Reconstruction as the tokenizer's (smooth-L1 on features + 0.5 positions + 0.5 velocity) + kl_weight·KL."""
     recon, mu, logvar = model(x, generator)
-    pos = FEATURE_SLICES["ric"]
-    l_rec = F.smooth_l1_loss(recon, x)
-    l_pos = F.smooth_l1_loss(recon[..., pos], x[..., pos])
-    l_vel = F.smooth_l1_loss(recon[:, 1:] - recon[:, :-1], x[:, 1:] - x[:, :-1])
+    l_rec, parts = reconstruction_loss(recon, x)
     l_kl = kl_divergence(mu, logvar)
-    loss = l_rec + 0.5 * l_pos + 0.5 * l_vel + model.config.kl_weight * l_kl
-    return loss, {k: v.item() for k, v in (("rec", l_rec), ("pos", l_pos), ("vel", l_vel), ("kl", l_kl))}
+    loss = l_rec + model.config.kl_weight * l_kl
+    return loss, {k: v.item() for k, v in (*parts.items(), ("kl", l_kl))}
 
 
 def train_motion_vae(train: Corpus, val: Corpus, normalizer: Normalizer, recipe: Recipe, out: Path, log) -> MotionVAE:
