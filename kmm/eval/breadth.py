@@ -246,7 +246,8 @@ def render_breadth(result: dict) -> str:
     summary = ", ".join(f"{m}: {sum(r['done'] for r in result['models'][m].values())}/{len(ACTIONS)}"
                         for m in models)
     lines.append("")
-    lines.append(f"Actions done (≥ 2 of 3 seeds pass): {summary}.")
+    n = result.get("n_seeds", 3)
+    lines.append(f"Actions done (more than half of the {n} seeds pass: ≥ {n // 2 + 1} of {n}): {summary}.")
     return "\n".join(lines)
 
 
