@@ -32,11 +32,12 @@ def test_plan_round_trip_and_validation(tmp_path):
 
 
 def test_summary_interval_is_over_training_seeds(tmp_path):
-    plan = AblationPlan(variants={"kmm": {}, "kmm-random": {"masking": "random"}}, seeds=(0, 1, 2), steps=8,
-                        curve=(4, 8))
+    plan = AblationPlan(variants={"kmm": {}, "kmm-random": {"masking": "random"},
+                                  "kmm-keyshare1": {"key_frame_share": 1.0}}, seeds=(0, 1, 2), steps=8, curve=(4, 8))
     for seed, fid in enumerate([0.30, 0.32, 0.34]):
         _score(tmp_path, "kmm", seed, 8, [fid - 0.01, fid + 0.01], 0.5)
         _score(tmp_path, "kmm-random", seed, 8, [0.40, 0.40], 0.4)
+        _score(tmp_path, "kmm-keyshare1", seed, 8, [0.36, 0.36], 0.4)
     _score(tmp_path, "kmm", 0, 4, [0.9, 0.9], 0.1)          # one seed of the curve's first point
     result = summarize(plan, tmp_path)
     cell = result["table"]["kmm"]["8"]["fid"]
@@ -50,3 +51,5 @@ def test_summary_interval_is_over_training_seeds(tmp_path):
     md = render_ablation(result)
     assert "0.320 ± 0.050" in md and "0.80× random masking's" in md
     assert "| random masking | 0.400 ± 0.000" in md
+    assert "| key frames take the whole masking budget (share 1.0) | 0.360 ± 0.000" in md
+    assert "With key frames taking the whole masking budget: 0.90×." in md
