@@ -1,19 +1,7 @@
 """kmm.eval.jump_check.judge: a flight of the right length inside the jump segment, then feet back down."""
-import numpy as np
+from test_examples import _standing   # a static body standing on the floor
 
 from kmm.eval.jump_check import judge
-
-
-def _standing(T):
-    from kmm.motion.retarget import REST_OFFSETS
-    from kmm.motion.skeleton import PARENTS
-
-    pose = np.zeros((22, 3))
-    for j, p in enumerate(PARENTS):
-        if p >= 0:
-            pose[j] = pose[p] + np.asarray(REST_OFFSETS)[j]
-    pose[:, 1] -= pose[:, 1].min()
-    return np.repeat(pose[None], T, axis=0)
 
 
 BOUNDS = (0, 60, 100, 160)           # walk 3 s, jump 2 s, walk 3 s at 20 fps
