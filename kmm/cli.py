@@ -183,8 +183,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         if args.steps < 1:
             raise CliError(f"--steps must be at least 1, got {args.steps}")
         recipe = dataclasses.replace(recipe, **{k: args.steps for k in (
-            "tokenizer_steps", "generator_steps", "residual_steps", "vae_steps", "motion_mamba_steps")},
-                                     **({"decoder_steps": args.steps} if "base-decoder" in args.stages else {}))
+            "tokenizer_steps", "decoder_steps", "generator_steps", "residual_steps", "vae_steps",
+            "motion_mamba_steps")})
     stages = tuple(s.strip() for s in args.stages.split(",") if s.strip())
     dataset = load_dataset(resolve_data_dirs(args.data))
     from kmm import distributed as ddp   # under torchrun: join the process group (gloo; kmm/distributed.py)

@@ -27,7 +27,7 @@ from kmm.corpus import Corpus
 from kmm.model.tokenizer import MotionTokenizer
 from kmm.motion.features import Normalizer
 from kmm.training.common import (action_balance_weights, load_checkpoint, optimizer_step, reconstruction_loss,
-                                 save_checkpoint, scheduler, window_batch, window_corpus)
+                                 save_checkpoint, scheduler, tokenizer_mpjpe_mm, window_batch, window_corpus)
 from kmm.training.recipe import Recipe
 
 
@@ -57,8 +57,6 @@ def base_decoder_loss(tokenizer: MotionTokenizer, x, root_weight: float):  # x (
 
 def train_base_decoder(train: Corpus, val: Corpus, normalizer: Normalizer, recipe: Recipe, out: Path,
                        log) -> MotionTokenizer:
-    from kmm.training.common import tokenizer_mpjpe_mm
-
     out = Path(out)
     torch.manual_seed(recipe.seed)
     rng = np.random.default_rng(recipe.seed)
