@@ -21,6 +21,7 @@ import gradio as gr
 import numpy as np
 
 from kmm import app_logic as logic
+from kmm.config import DEFAULT_GUIDANCE
 from kmm.model.weights import WeightsError
 from kmm.motion.smpl import smpl_status
 from kmm.segment import MAX_CHARS, MAX_PROMPT_CHARS, MAX_SECONDS, MAX_SEGMENTS, MIN_SECONDS, TimelineError
@@ -68,7 +69,7 @@ def _settings_inputs():
     with gr.Accordion("Advanced", open=False):
         with gr.Row():
             seed = gr.Number(label="Seed", value=0, precision=0, elem_id="seed")
-            guidance = gr.Slider(logic.MIN_GUIDANCE, logic.MAX_GUIDANCE, value=3.0, step=0.5,
+            guidance = gr.Slider(logic.MIN_GUIDANCE, logic.MAX_GUIDANCE, value=DEFAULT_GUIDANCE, step=0.5,
                                  label="Guidance (classifier-free)")
             steps = gr.Slider(logic.MIN_STEPS, logic.MAX_STEPS, value=10, step=1, label="Decoding steps",
                               info="mask-predict steps; DDIM steps for Motion Mamba; BAMM decodes token by token")
@@ -530,7 +531,7 @@ def build_api_tab(service: logic.MotionService):
         lengths = gr.Textbox(label="lengths", value="3,2", scale=1)
     with gr.Row():
         seed = gr.Number(label="seed", value=0, precision=0)
-        guidance = gr.Number(label="guidance", value=3.0)
+        guidance = gr.Number(label="guidance", value=DEFAULT_GUIDANCE)
         steps = gr.Number(label="steps", value=10, precision=0)
         model = gr.Dropdown(list(logic.shown_models()), value=logic.DEFAULT_MODEL, label="model")
     run = gr.Button("Run /generate")

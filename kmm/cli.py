@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from kmm.errors import CliError, DataError   # CliError: defined in kmm/errors.py, this name kept
+from kmm.config import DEFAULT_GUIDANCE
 
 
 # ----------------------------------------------------------------------------------------------
@@ -223,7 +224,7 @@ def add_generate_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", default="kmm", help="kmm, kmm-random, transformer, bamm or motion-mamba")
     p.add_argument("--weights", default=None, help=f"bundle folder (default: Hub if configured, else {DEFAULT_WEIGHTS})")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--guidance", type=float, default=3.0)
+    p.add_argument("--guidance", type=float, default=DEFAULT_GUIDANCE)
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     p.add_argument("--no-foot-lock", dest="foot_lock", action="store_false",

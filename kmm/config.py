@@ -9,6 +9,11 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+# Classifier-free guidance scale of every sampler unless the caller says otherwise (ours). 3 since round 1; 2 was
+# tried in round 7 (results/guidance/README.md): better R@1 and FID on the validation split and more breadth
+# actions, but "sit down" then starts seated and timelines sit before their sit segment, so 3 stays.
+DEFAULT_GUIDANCE = 3.0
+
 
 class _JsonConfig:
     def to_dict(self) -> dict:

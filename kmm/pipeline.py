@@ -32,6 +32,7 @@ import torch
 from safetensors.torch import load_file
 
 from kmm.backends import BammBackend, LatentBackend, MaskedBackend
+from kmm.config import DEFAULT_GUIDANCE
 from kmm.generators.bamm.model import Bamm
 from kmm.generators.kmm.model import MaskedGenerator
 from kmm.model.residual import ResidualPredictor
@@ -249,7 +250,7 @@ class Pipeline:
         return torch.Generator(device=self.device).manual_seed(int(seed))
 
     @torch.no_grad()
-    def generate(self, segments, seed: int = 0, guidance: float = 3.0, steps: int = 10,
+    def generate(self, segments, seed: int = 0, guidance: float = DEFAULT_GUIDANCE, steps: int = 10,
                  temperature: float = 1.0, foot_lock: bool = True, *, keyposes=None, path=None,
                  candidates: int = 1) -> MotionResult:
         """segments: [(text, seconds or None), ...] -> MotionResult. Same seed → same joints.

@@ -47,10 +47,10 @@ GENERATOR_VARIANTS = {
 
 # --- stage 1: tokenizer ---------------------------------------------------------------------------
 
-def tokenizer_loss(model, x, root_weight: float = 1.0):  # x (B, T, F) normalised -> loss, parts
-    """`reconstruction_loss` (all channels, joint positions, velocities, root path) + 0.02 · commitment."""
+def tokenizer_loss(model, x, root_weight: float = 1.0, limb_weight: float = 0.0):  # x (B, T, F) -> loss, parts
+    """`reconstruction_loss` (all channels, joint positions, velocities, root path, limb ends) + 0.02 · commitment."""
     recon, _, commit = model(x)
-    loss, parts = reconstruction_loss(recon, x, root_weight)
+    loss, parts = reconstruction_loss(recon, x, root_weight, limb_weight)
     if root_weight <= 0:
         parts["root"] = torch.zeros(())
     parts["commit"] = commit
@@ -67,6 +67,8 @@ def train_tokenizer(train: Corpus, val: Corpus, normalizer: Normalizer, recipe: 
     sched = scheduler(opt, recipe.warmup, recipe.tokenizer_steps, start)
     W = recipe.tokenizer_window
     usable = window_corpus(train, normalizer, W)
+    weights = action_balance_weights(usable.captions, [len(f) for f in usable.features],
+                                     recipe.tokenizer_action_balance) if recipe.tokenizer_action_balance else None
     ddp.check_batch("tokenizer_batch", recipe.tokenizer_batch)
     ddp.sync_ema_quantizers(model)
     step_fn = ddp.wrap(model, tokenizer_loss)   # tokenizer_loss(model, ·) in one process
@@ -74,8 +76,8 @@ def train_tokenizer(train: Corpus, val: Corpus, normalizer: Normalizer, recipe: 
     bar = tqdm(range(start, recipe.tokenizer_steps), desc="tokenizer", mininterval=10, initial=start,
                total=recipe.tokenizer_steps, disable=not ddp.is_main())
     for step in bar:
-        x = ddp.shard(window_batch(usable, recipe.tokenizer_batch, W, rng))  # this rank's rows of the batch
-        loss, parts = step_fn(x, recipe.root_weight)
+        x = ddp.shard(window_batch(usable, recipe.tokenizer_batch, W, rng, weights))  # this rank's rows
+        loss, parts = step_fn(x, recipe.root_weight, recipe.limb_weight)
         optimizer_step(opt, sched, loss, model.parameters())
         if (step + 1) % recipe.steps_per_check == 0 or step + 1 == recipe.tokenizer_steps:
             loss_v, parts = ddp.mean_for_log(loss, parts)
@@ -125,11 +127,15 @@ def generator_batch(tc: TokenCorpus, idx, max_tokens: int, rng: np.random.Genera
 
 
 def generator_step(gen: MaskedGenerator, tokenizer: MotionTokenizer, codes, lengths, full_lengths, hidden, tmask,
-                   texts: list[str], g: torch.Generator, shard=None):
+                   texts: list[str], g: torch.Generator, shard=None, teacher: MaskedGenerator | None = None,
+                   distill_weight: float = 0.0):
     """One training loss. codes (B, T, Q); hidden/tmask (B, S, 384)/(B, S) of the frozen text backbone.
 
     shard (torchrun): the masks and noise are drawn for the global batch `codes`, then `shard` keeps this
-    rank's rows; hidden/tmask are already this rank's rows."""
+    rank's rows; hidden/tmask are already this rank's rows.
+    teacher (ours, issue #16: a pruned generator relearning from the model it was cut from): the frozen teacher
+    sees the same corrupted tokens, text and guidance drop; + distill_weight · KL(teacher ‖ student) over the
+    masked tokens (knowledge distillation, Hinton et al. 2015, temperature 1)."""
     c = gen.config
     B, T = codes.shape[:2]
     base = codes[..., 0]                                                     # (B, T)
@@ -164,8 +170,16 @@ def generator_step(gen: MaskedGenerator, tokenizer: MotionTokenizer, codes, leng
     l_len = (F.cross_entropy(gen.length_logits(pooled.detach()), target, reduction="none") * has_len).sum() \
         / has_len.sum().clamp(min=1)
     loss = l_tok + c.contrastive_weight * l_align + 0.1 * l_len
+    parts = {"tok": l_tok, "acc": acc, "align": l_align, "len": l_len}
+    # 6. distillation from the teacher (only when one is given)
+    if teacher is not None:
+        with torch.no_grad():
+            t_logits = teacher(inp, lengths, teacher.encode_text(hidden, tmask)[:, None, :], seg_ids, drop)
+        parts["kd"] = F.kl_div(F.log_softmax(logits[mask], -1), F.log_softmax(t_logits[mask], -1),
+                               log_target=True, reduction="batchmean")
+        loss = loss + distill_weight * parts["kd"]
     del valid
-    return loss, {k: v.item() for k, v in (("tok", l_tok), ("acc", acc), ("align", l_align), ("len", l_len))}
+    return loss, {k: v.item() for k, v in parts.items()}
 
 
 @torch.no_grad()
@@ -217,7 +231,12 @@ def train_generator(name: str, tc: TokenCorpus, tc_val: TokenCorpus, tokenizer: 
     sched = scheduler(opt, recipe.warmup, recipe.generator_steps, start)
     texts_src = TextBatcher(backbone, rng)
     ddp.check_batch("generator_batch", recipe.generator_batch)
-    step_fn = ddp.wrap(gen, functools.partial(generator_step, shard=ddp.shard))
+    teacher = None
+    if recipe.distill_from:
+        teacher = MaskedGenerator.from_pretrained(Path(recipe.distill_from) / name).eval().requires_grad_(False)
+        log(stage=name, distill_from=recipe.distill_from, distill_weight=recipe.distill_weight)
+    step_fn = ddp.wrap(gen, functools.partial(generator_step, shard=ddp.shard, teacher=teacher,
+                                              distill_weight=recipe.distill_weight))
     gen.train()
     bar = tqdm(range(start, recipe.generator_steps), desc=name, mininterval=10, initial=start,
                total=recipe.generator_steps, disable=not ddp.is_main())

@@ -115,3 +115,38 @@ def test_prune_command_writes_a_smaller_bundle_and_refuses_bad_input(tiny_bundle
     assert main(["prune", "--weights", str(tiny_bundle), "--out", str(tmp_path / "x"), "--d-inner", "9999",
                  "--ff-dim", "1"]) == 2
     assert "--d-inner" in capsys.readouterr().err and not (tmp_path / "x").exists()
+
+
+def _distill_batch(seed=0, B=4, T=12):
+    from kmm.config import TokenizerConfig
+    from kmm.model.tokenizer import MotionTokenizer
+
+    g = torch.Generator().manual_seed(seed)
+    tok = MotionTokenizer(TokenizerConfig(width=32, code_dim=16, n_quantizers=3, n_codes=GEN.n_codes)).eval()
+    codes = torch.randint(0, GEN.n_codes, (B, T, 3), generator=g)
+    lengths = torch.tensor([T, T - 2, 7, 5])[:B]
+    hidden, tmask = torch.randn(B, 6, GEN.text.dim, generator=g), torch.ones(B, 6, dtype=torch.bool)
+    return tok, codes, lengths, lengths.clone(), hidden, tmask, [f"text {b}" for b in range(B)]
+
+
+def test_distillation_term_is_zero_against_an_identical_teacher_and_only_added_when_asked():
+    """train.generator_step with a teacher: KL(teacher ‖ student) over the masked tokens; 0 when the teacher is
+    the student itself (no dropout), > 0 for another model; without a teacher the loss is the plain one."""
+    import copy
+    import dataclasses
+
+    from kmm.train import generator_step
+
+    cfg = dataclasses.replace(GEN, dropout=0.0, cond_drop=0.0)
+    torch.manual_seed(0)
+    student = MaskedGenerator(cfg)
+    batch = _distill_batch()
+    run = lambda teacher: generator_step(student, *batch, torch.Generator().manual_seed(5),  # noqa: E731
+                                         teacher=teacher, distill_weight=1.0)
+    plain, parts_plain = run(None)
+    same, parts_same = run(copy.deepcopy(student).eval())
+    torch.manual_seed(1)
+    other, parts_other = run(MaskedGenerator(cfg).eval())
+    assert "kd" not in parts_plain
+    assert parts_same["kd"] < 1e-5 and abs(same.item() - plain.item()) < 1e-4
+    assert parts_other["kd"] > 1e-3 and other.item() == pytest.approx(plain.item() + parts_other["kd"], rel=1e-4)

@@ -101,3 +101,37 @@ def test_base_decoder_stage_keeps_the_codes_and_decodes_the_base_layer_better(ti
     torch.set_num_threads(1)
     again = [json.loads(x) for x in (run / "train_log.jsonl").read_text().splitlines()[n:]]
     assert not [r for r in again if r.get("stage") == "base-decoder" and "step" in r]   # resumed: no step twice
+
+
+def test_limb_term_sees_only_the_limb_ends():
+    """reconstruction_loss(limb_weight): an error on a wrist's position adds the L1 limb term; an error on the
+    pelvis height (not a limb end) leaves it at 0; off by default."""
+    import torch
+
+    from kmm.motion.features import joints_to_features
+    from kmm.motion.skeleton import FEATURE_SLICES
+    from kmm.training.common import LIMB_ENDS, limb_channels, reconstruction_loss
+
+    chans = limb_channels()
+    ric, vel = FEATURE_SLICES["ric"], FEATURE_SLICES["velocity"]
+    assert len(chans) == 2 * 3 * len(LIMB_ENDS) and len(set(chans)) == len(chans)
+    assert all(ric.start <= c < ric.stop or vel.start <= c < vel.stop for c in chans)
+    # moving the right wrist alone changes position/velocity channels that are all limb channels
+    rng = np.random.default_rng(0)
+    joints = rng.normal(0, 0.3, (10, 22, 3)) + np.array([0, 1.0, 0])
+    moved = joints.copy()
+    moved[4, 21] += [0.0, 0.2, 0.1]
+    diff = np.abs(joints_to_features(moved) - joints_to_features(joints)).max(0)            # (263,)
+    changed = {c for c in range(ric.start, vel.stop) if diff[c] > 1e-6 and not (67 <= c < 193)}
+    assert changed and changed <= set(chans)
+    x = torch.zeros(2, 8, 263)
+    wrist = ric.start + 3 * (21 - 1) + 1                       # right wrist height
+    assert wrist in chans
+    bad_wrist, bad_root = x.clone(), x.clone()
+    bad_wrist[..., wrist] = 0.5
+    bad_root[..., 3] = 0.5
+    assert "limb" not in reconstruction_loss(bad_wrist, x)[1]
+    loss_w, parts_w = reconstruction_loss(bad_wrist, x, limb_weight=2.0)
+    assert parts_w["limb"].item() == pytest.approx(0.5 / len(chans))
+    assert loss_w.item() == pytest.approx(reconstruction_loss(bad_wrist, x)[0].item() + 2.0 * 0.5 / len(chans))
+    assert reconstruction_loss(bad_root, x, limb_weight=2.0)[1]["limb"].item() == 0.0

@@ -37,6 +37,8 @@ import sys
 import time
 from pathlib import Path
 
+from kmm.config import DEFAULT_GUIDANCE
+
 DEFAULT_MODELS = ("kmm", "transformer", "bamm", "motion-mamba")
 QUICK = {"models": ("kmm", "transformer"), "repeats": 1, "max_minutes": 1.0}
 SCALING_SECONDS = (10.0, 60.0, 300.0, 600.0)
@@ -162,7 +164,7 @@ def _time_once(pipe, segments, seed: int, steps: int, guidance: float) -> float:
     return time.perf_counter() - t0
 
 
-def bench_models(weights: Path, names, *, repeats: int = 3, steps: int = 10, guidance: float = 3.0,
+def bench_models(weights: Path, names, *, repeats: int = 3, steps: int = 10, guidance: float = DEFAULT_GUIDANCE,
                  device: str | None = None) -> dict:
     """name -> {load_s, single_10s, timeline_4x10s, sha256}; the models' repeats are interleaved."""
     from kmm.eval.evaluate import bundle_hashes, summarize
@@ -190,7 +192,7 @@ def bench_models(weights: Path, names, *, repeats: int = 3, steps: int = 10, gui
     return rows
 
 
-def bench_model(weights: Path, name: str, *, repeats: int = 3, steps: int = 10, guidance: float = 3.0,
+def bench_model(weights: Path, name: str, *, repeats: int = 3, steps: int = 10, guidance: float = DEFAULT_GUIDANCE,
                 device: str | None = None) -> dict:
     return bench_models(weights, [name], repeats=repeats, steps=steps, guidance=guidance, device=device)[name]
 
@@ -269,7 +271,7 @@ def _point_main(spec: dict) -> None:
 
 
 def run_bench(*, weights="assets/kmm", models=DEFAULT_MODELS, repeats: int = 3, max_minutes: float = 10.0,
-              steps: int = 10, guidance: float = 3.0, device: str | None = None, threads: int | None = None,
+              steps: int = 10, guidance: float = DEFAULT_GUIDANCE, device: str | None = None, threads: int | None = None,
               log=print) -> dict:
     import torch
 
@@ -342,7 +344,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quick", action="store_true",
                    help="smoke test: kmm and transformer, 1 repeat, curve up to 1 min (explicit options still win)")
     p.add_argument("--steps", type=int, default=10, help="mask-predict steps")
-    p.add_argument("--guidance", type=float, default=3.0)
+    p.add_argument("--guidance", type=float, default=DEFAULT_GUIDANCE)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's, one per core)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
     p.set_defaults(func=cmd_bench)

@@ -15,6 +15,8 @@ import json
 
 import numpy as np
 
+from kmm.config import DEFAULT_GUIDANCE
+
 TIMELINES = (
     (("a person walks forward", 3.0), ("a person kicks with the right leg", 2.0), ("a person bows", 3.0)),
     (("a person waves the right hand", 3.0), ("a person jumps", 2.0), ("a person sits down", 3.0)),
@@ -32,7 +34,7 @@ BONE_LIMIT = 1.10
 RAW_LEG_LIMIT = 1.5     # a broken body stretches its legs ×2-4; the shipped Motion Mamba reaches ×1.39 (10 × 3)
 
 
-def check(pipe, segments, seed: int, guidance: float = 3.0) -> dict:
+def check(pipe, segments, seed: int, guidance: float = DEFAULT_GUIDANCE) -> dict:
     """One timeline and seed -> {"shown": body_integrity, "raw": body_integrity, "passed": bool}."""
     from kmm.eval.metrics import body_integrity
     from kmm.motion.retarget import REST_OFFSETS
@@ -45,7 +47,7 @@ def check(pipe, segments, seed: int, guidance: float = 3.0) -> dict:
     return {"shown": shown, "raw": raw, "passed": bool(ok)}
 
 
-def run(pipe, timelines=TIMELINES, seeds=(0, 1, 2), guidance: float = 3.0) -> dict:
+def run(pipe, timelines=TIMELINES, seeds=(0, 1, 2), guidance: float = DEFAULT_GUIDANCE) -> dict:
     rows = [{"timeline": [t for t, _ in tl], "seed": s, **check(pipe, tl, s, guidance)}
             for tl in timelines for s in seeds]
     worst = {k: max(r[part][key] for r in rows) for k, (part, key) in
@@ -64,7 +66,7 @@ def main(argv=None) -> int:
     p.add_argument("--weights", default="assets/kmm")
     p.add_argument("--generator", default="motion-mamba")
     p.add_argument("--seeds", type=int, default=3)
-    p.add_argument("--guidance", type=float, default=3.0)
+    p.add_argument("--guidance", type=float, default=DEFAULT_GUIDANCE)
     p.add_argument("--json", default=None, help="write every row here")
     args = p.parse_args(argv)
     torch.set_num_threads(1)

@@ -27,6 +27,7 @@ from typing import Callable
 
 import numpy as np
 
+from kmm.config import DEFAULT_GUIDANCE
 from kmm.eval import kinematic_checks as kc
 from kmm.motion.skeleton import FOOT_JOINTS, FPS
 
@@ -194,7 +195,7 @@ def validate_checks(clips, max_negatives: int = 150, max_seconds: float = 10.0, 
 # --- 2. generation ---------------------------------------------------------------------------------------
 
 def run_breadth(weights: Path, models: list[str], n_seeds: int = 3, device=None, log=print,
-                foot_lock: bool | None = None) -> dict:
+                foot_lock: bool | None = None, guidance: float | None = None) -> dict:
     """{model: {action: {"passes": [bool per seed], "values": [...], "prompts": [...]}}}."""
     from kmm.pipeline import Pipeline
 
@@ -207,6 +208,8 @@ def run_breadth(weights: Path, models: list[str], n_seeds: int = 3, device=None,
             for s in range(n_seeds):
                 prompt = a.prompts[s % len(a.prompts)]
                 kwargs = {} if foot_lock is None else {"foot_lock": foot_lock}
+                if guidance is not None:
+                    kwargs["guidance"] = guidance
                 out = pipe.generate([(prompt, SECONDS)], seed=s, **kwargs)
                 ok, value = a.check(np.asarray(out.joints))
                 passes.append(bool(ok))
@@ -270,6 +273,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--device", default=None)
     p.add_argument("--append", action="store_true", help="add these models to the existing --json file")
+    p.add_argument("--guidance", type=float, default=None, help="classifier-free guidance (default: the pipeline's)")
     p.set_defaults(func=cmd_breadth)
 
 
@@ -291,13 +295,15 @@ def cmd_breadth(args: argparse.Namespace) -> int:
             f"others {v['pass_negatives']} (n={v['negatives']})")
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     result = {"kind": "kmm-breadth", "validation": validation, "prompts_in_training_captions": overlap, "seconds": SECONDS,
-              "n_seeds": args.seeds,
-              "models": run_breadth(args.weights, models, args.seeds, device=args.device, log=log)}
+              "n_seeds": args.seeds, "guidance": args.guidance if args.guidance is not None else DEFAULT_GUIDANCE,
+              "models": run_breadth(args.weights, models, args.seeds, device=args.device, log=log,
+                                    guidance=args.guidance)}
     result["wall_s"] = round(time.time() - t0, 1)
     if args.append and args.json.is_file():
         old = json.loads(args.json.read_text())
-        if old.get("n_seeds") != result["n_seeds"] or old.get("seconds") != result["seconds"]:
-            raise SystemExit("cannot append: seeds or length differ")
+        if (old.get("n_seeds") != result["n_seeds"] or old.get("seconds") != result["seconds"]
+                or old.get("guidance", 3.0) != result["guidance"]):
+            raise SystemExit("cannot append: seeds, length or guidance differ")
         result["models"] = {**old["models"], **result["models"]}
         result["wall_s"] += old.get("wall_s", 0)
     args.json.parent.mkdir(parents=True, exist_ok=True)

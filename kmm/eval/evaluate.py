@@ -41,6 +41,8 @@ from pathlib import Path
 
 import numpy as np
 
+from kmm.config import DEFAULT_GUIDANCE
+
 DEFAULT_MODELS = ("gt", "kmm", "kmm-random", "transformer", "bamm", "motion-mamba")
 TRANSITION_WINDOW = 60   # frames around each boundary (3 s at 20 fps), FlowMDM
 METRICS = ("r_precision_top1", "r_precision_top2", "r_precision_top3", "mm_dist", "fid", "diversity",
@@ -166,7 +168,7 @@ def score_ground_truth(evaluator, items: list[EvalItem], seeds, reference: RealR
 
 
 def score_generator(pipe, evaluator, items: list[EvalItem], seeds, reference: RealReference, *, steps: int = 10,
-                    guidance: float = 3.0, temperature: float = 1.0, mm_texts: int = 8, mm_reps: int = 4,
+                    guidance: float = DEFAULT_GUIDANCE, temperature: float = 1.0, mm_texts: int = 8, mm_reps: int = 4,
                     transition_segments: int = 32, batch_size: int = 32, log=print) -> dict:
     from kmm.eval.metrics import (area_under_jerk, foot_skating_ratio, multimodality, peak_jerk,
                                   transition_jerk)
@@ -228,7 +230,7 @@ def bundle_hashes(weights: Path, generator: str) -> dict:
 
 def run_evaluation(*, data=None, split: str = "test", evaluator_dir="assets/evaluator", weights="assets/kmm",
                    models=DEFAULT_MODELS, n_seeds: int = 3, max_texts: int | None = 128, steps: int = 10,
-                   guidance: float = 3.0, temperature: float = 1.0, mm_texts: int = 8, mm_reps: int = 4,
+                   guidance: float = DEFAULT_GUIDANCE, temperature: float = 1.0, mm_texts: int = 8, mm_reps: int = 4,
                    transition_segments: int = 32, device: str | None = None, log=print) -> dict:
     """The whole protocol; returns the JSON-ready result (see module docstring)."""
     import torch
@@ -291,7 +293,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seeds", type=int, default=3, help="number of seeds (0..N-1)")
     p.add_argument("--max-texts", type=int, default=128, help="texts (clips) scored; 0 = the whole split")
     p.add_argument("--steps", type=int, default=10, help="mask-predict steps")
-    p.add_argument("--guidance", type=float, default=3.0)
+    p.add_argument("--guidance", type=float, default=DEFAULT_GUIDANCE)
     p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (all models alike)")
     p.add_argument("--mm-texts", type=int, default=8, help="MultiModality: texts")
     p.add_argument("--mm-reps", type=int, default=4, help="MultiModality: generations per text")

@@ -22,11 +22,12 @@ def parse_seeds(text: str) -> list[int]:
     return out
 
 
-def failures(pipe, example, seed: int) -> list[str]:
+def failures(pipe, example, seed: int, guidance: float | None = None) -> list[str]:
     """The "segment:check" pairs (1-based segments) of `example` that fail at `seed`; [] = it passes."""
     from kmm.eval import kinematic_checks as K
 
-    out = pipe.generate([(s.text, s.seconds) for s in example.segments], seed=seed)
+    kwargs = {} if guidance is None else {"guidance": guidance}
+    out = pipe.generate([(s.text, s.seconds) for s in example.segments], seed=seed, **kwargs)
     b = out.boundaries
     return [f"{k + 1}:{name}" for k, name in example.checks
             if not K.run_check(name, out.joints[b[k]:b[k + 1]]).passed]
@@ -39,6 +40,7 @@ def main(argv=None) -> int:
     p.add_argument("--examples", type=Path, default=Path("examples"))
     p.add_argument("--only", default="", help="comma list of example keys (file names without .json)")
     p.add_argument("--seeds", default="0-3", help='e.g. "0-7" or "0,2,5"')
+    p.add_argument("--guidance", type=float, default=None, help="classifier-free guidance (default: the pipeline's)")
     args = p.parse_args(argv)
     import torch
 
@@ -54,7 +56,7 @@ def main(argv=None) -> int:
             continue
         passed = 0
         for seed in seeds:
-            bad = failures(pipe, ex, seed)
+            bad = failures(pipe, ex, seed, args.guidance)
             passed += not bad
             print(f"{ex.key} seed {seed}: {'PASS' if not bad else ' '.join(bad)}", flush=True)
         print(f"{ex.key}: passes at {passed} of {len(seeds)} seeds (the file's seed: {ex.seed})", flush=True)

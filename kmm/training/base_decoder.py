@@ -9,7 +9,8 @@ This stage keeps the encoder and every codebook frozen — the codes, and so eve
 exactly as they are — and fine-tunes the decoder alone to decode the base layer:
     1. draw windows of training clips, rare actions drawn more (`action_balance_weights`, `decoder_action_balance`);
     2. encode them with the frozen encoder and keep the base-layer code of each latent step;
-    3. decode the base-layer vectors and take `reconstruction_loss` (with the root path, `root_weight`);
+    3. decode the base-layer vectors and take `reconstruction_loss` (with the root path, `root_weight`, and the
+       limb ends, `limb_weight`);
     4. every `steps_per_check`: validation MPJPE of the base-layer decode (root integrated, and pose alone),
        checkpoint in RUN/base-decoder/ (resumable);
     5. at the end the tokenizer with its new decoder replaces RUN/tokenizer/ (encoder and codebooks unchanged).
@@ -48,10 +49,11 @@ class BaseLayerView(torch.nn.Module):
         return self.tokenizer.decode(self.tokenizer.encode(features)[..., :1])
 
 
-def base_decoder_loss(tokenizer: MotionTokenizer, x, root_weight: float):  # x (B, T, F) -> loss, parts
+def base_decoder_loss(tokenizer: MotionTokenizer, x, root_weight: float, limb_weight: float = 0.0):
+    # x (B, T, F) -> loss, parts
     with torch.no_grad():
         base = tokenizer.rvq.decode(tokenizer.encode(x)[..., :1])              # (B, T/4, C)
-    loss, parts = reconstruction_loss(tokenizer.decode_latent(base), x, root_weight)
+    loss, parts = reconstruction_loss(tokenizer.decode_latent(base), x, root_weight, limb_weight)
     return loss, {k: v.item() for k, v in parts.items()}
 
 
@@ -81,7 +83,7 @@ def train_base_decoder(train: Corpus, val: Corpus, normalizer: Normalizer, recip
             val_base_pose_mpjpe_mm=round(tokenizer_mpjpe_mm(view, normalizer, val, 64, root_relative=True), 2))
     for step in range(start, recipe.decoder_steps):
         x = window_batch(usable, recipe.tokenizer_batch, W, rng, weights)       # (B, W, F)
-        loss, parts = base_decoder_loss(tokenizer, x, recipe.root_weight)
+        loss, parts = base_decoder_loss(tokenizer, x, recipe.root_weight, recipe.limb_weight)
         optimizer_step(opt, sched, loss, params)
         if (step + 1) % recipe.steps_per_check == 0 or step + 1 == recipe.decoder_steps:
             mpjpe = tokenizer_mpjpe_mm(view, normalizer, val, 64)

@@ -175,7 +175,17 @@ def action_balance_weights(captions: list[list[str]], lengths, alpha: float) -> 
 
 # --- losses ----------------------------------------------------------------------------------------
 
-def reconstruction_loss(recon, x, root_weight: float = 0.0):  # (B, T, F) normalised both -> loss, parts
+def limb_channels() -> list[int]:
+    """Feature channels of the limb ends (ankles, feet, wrists, head): their positions (`ric`) and velocities."""
+    ric, vel = FEATURE_SLICES["ric"].start, FEATURE_SLICES["velocity"].start
+    return [ric + 3 * (j - 1) + k for j in LIMB_ENDS for k in range(3)] + [vel + 3 * j + k for j in LIMB_ENDS
+                                                                            for k in range(3)]
+
+
+LIMB_ENDS = (7, 8, 10, 11, 15, 20, 21)   # left/right ankle, left/right foot, head, left/right wrist
+
+
+def reconstruction_loss(recon, x, root_weight: float = 0.0, limb_weight: float = 0.0):  # (B, T, F) -> loss, parts
     """What every motion autoencoder here is trained to reconstruct (tokenizer, its base-layer decoder, the
     Motion Mamba VAE): smooth-L1 on all channels + 0.5 on joint positions + 0.5 on frame-to-frame velocity.
 
@@ -183,6 +193,10 @@ def reconstruction_loss(recon, x, root_weight: float = 0.0):  # (B, T, F) normal
     height (channels 0..3) are what the whole trajectory is integrated from, so a small per-frame bias becomes
     metres after a few seconds. l_root = smooth-L1 on those channels + on their running sums over the window
     (the integrated path error, divided by √T so long windows do not dominate).
+
+    limb_weight > 0 adds the limb ends (ours, issue #13: kicks, punches and throws come back lower and slower
+    than captured): plain L1 — the median, not the mean, of what a code can stand for, so a strike is not
+    averaged into a half-strike — on the positions and velocities of the ankles, feet, head and wrists.
     """
     import torch.nn.functional as F
 
@@ -197,6 +211,10 @@ def reconstruction_loss(recon, x, root_weight: float = 0.0):  # (B, T, F) normal
         path = err[..., :3].cumsum(1) / math.sqrt(x.shape[1])                         # (B, T, 3)
         parts["root"] = F.smooth_l1_loss(err, torch.zeros_like(err)) + F.smooth_l1_loss(path, torch.zeros_like(path))
         loss = loss + root_weight * parts["root"]
+    if limb_weight > 0:
+        limbs = limb_channels()
+        parts["limb"] = F.l1_loss(recon[..., limbs], x[..., limbs])
+        loss = loss + limb_weight * parts["limb"]
     return loss, parts
 
 

@@ -23,6 +23,8 @@ class Recipe(_JsonConfig):
     decoder_steps: int = 0              # base-layer decoder fine-tune (kmm/training/base_decoder.py); 0 = none
     decoder_lr: float = 2e-4
     decoder_action_balance: float = 0.0  # its windows: rare actions drawn more (as action_balance); 0 = off
+    limb_weight: float = 0.0            # tokenizer, base-layer decoder: extra L1 on the limb ends; 0 = off
+    tokenizer_action_balance: float = 0.0  # tokenizer windows: rare actions drawn more (as action_balance); 0 = off
     generator_steps: int = 1500
     generator_batch: int = 32
     generator_lr: float = 4e-4
@@ -32,6 +34,8 @@ class Recipe(_JsonConfig):
     warmup: int = 200
     steps_per_check: int = 250
     init_from: str = ""                 # a bundle folder: a stage without a checkpoint starts from its weights there
+    distill_from: str = ""              # a bundle folder: its generator of the same name teaches (train.generator_step)
+    distill_weight: float = 1.0         # weight of the teacher's KL term when distill_from is set
     action_balance: float = 0.0         # generators: sample rare actions more (kmm.training.common); 0 = off
     gen_steps_eval: int = 10
     generators: tuple = ("kmm", "kmm-random", "transformer", "bamm")
