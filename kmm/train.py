@@ -126,16 +126,50 @@ def generator_batch(tc: TokenCorpus, idx, max_tokens: int, rng: np.random.Genera
     return codes, lengths, torch.tensor(full)
 
 
+def pair_windows(tc: TokenCorpus, idx, partner, max_tokens: int, rng: np.random.Generator):
+    """Windows that join two clips (ours: a timeline joins segments, and each must follow its own text up to the
+    boundary). Row b with partner[b] >= 0: a crop of clip idx[b] of 1/4..3/4 of max_tokens (shorter clips whole),
+    then a crop of clip partner[b] filling the rest; other rows: one clip, cropped as in `generator_batch`.
+    -> codes (B, T, Q), lengths (B,), full (B,) (> any length-head target for joined rows: no length target),
+    split (B,): the first token of the second clip (= length for one clip)."""
+    def crop(c, n):
+        if len(c) <= n:
+            return c
+        s = int(rng.integers(0, len(c) - n + 1))
+        return c[s:s + n]
+
+    crops, full, split = [], [], []
+    for i, j in zip(idx, partner):
+        c = tc.codes[i]
+        if j < 0:
+            full.append(len(c))
+            crops.append(crop(c, max_tokens))
+            split.append(len(crops[-1]))
+            continue
+        a = crop(c, int(rng.integers(max_tokens // 4, 3 * max_tokens // 4 + 1)))
+        b = crop(tc.codes[j], max_tokens - len(a))
+        crops.append(torch.cat([a, b]))
+        split.append(len(a))
+        full.append(10 ** 6)
+    lengths = torch.tensor([len(c) for c in crops])
+    codes = torch.zeros(len(crops), int(lengths.max()), crops[0].shape[-1], dtype=torch.long)
+    for r, c in enumerate(crops):
+        codes[r, :len(c)] = c
+    return codes, lengths, torch.tensor(full), torch.tensor(split)
+
+
 def generator_step(gen: MaskedGenerator, tokenizer: MotionTokenizer, codes, lengths, full_lengths, hidden, tmask,
                    texts: list[str], g: torch.Generator, shard=None, teacher: MaskedGenerator | None = None,
-                   distill_weight: float = 0.0):
+                   distill_weight: float = 0.0, split=None, hidden2=None, tmask2=None):
     """One training loss. codes (B, T, Q); hidden/tmask (B, S, 384)/(B, S) of the frozen text backbone.
 
     shard (torchrun): the masks and noise are drawn for the global batch `codes`, then `shard` keeps this
     rank's rows; hidden/tmask are already this rank's rows.
     teacher (ours, issue #16: a pruned generator relearning from the model it was cut from): the frozen teacher
     sees the same corrupted tokens, text and guidance drop; + distill_weight · KL(teacher ‖ student) over the
-    masked tokens (knowledge distillation, Hinton et al. 2015, temperature 1)."""
+    masked tokens (knowledge distillation, Hinton et al. 2015, temperature 1).
+    split/hidden2/tmask2 (`pair_windows`, ours): tokens from `split[b]` on belong to a second clip with its own text
+    (segment 1); joined rows take no part in the alignment and length losses, which need one text per motion."""
     c = gen.config
     B, T = codes.shape[:2]
     base = codes[..., 0]                                                     # (B, T)
@@ -152,17 +186,22 @@ def generator_step(gen: MaskedGenerator, tokenizer: MotionTokenizer, codes, leng
     # 3. text: fine-tuned top layer; dropped 10% for classifier-free guidance
     pooled = gen.encode_text(hidden, tmask)                                  # (B, 384)
     drop = torch.rand(B, generator=g) < c.cond_drop
+    if split is None:
+        split = lengths
     if shard is not None:
-        inp, lengths, base, mask, drop, full_lengths, texts = (
-            shard(v) for v in (inp, lengths, base, mask, drop, full_lengths, texts))
+        inp, lengths, base, mask, drop, full_lengths, texts, split = (
+            shard(v) for v in (inp, lengths, base, mask, drop, full_lengths, texts, split))
         B = len(inp)
-    seg_ids = torch.zeros(B, T, dtype=torch.long)
-    logits = gen(inp, lengths, pooled[:, None, :], seg_ids, drop)            # (B, T, K)
+    seg_ids = (torch.arange(T)[None, :] >= split[:, None]).long()            # (B, T): 1 = the second clip
+    text = pooled[:, None, :] if hidden2 is None else torch.stack([pooled, gen.encode_text(hidden2, tmask2)], 1)
+    logits = gen(inp, lengths, text, seg_ids.clamp(max=text.shape[1] - 1), drop)   # (B, T, K)
     l_tok = F.cross_entropy(logits[mask], base[mask])
     acc = (logits[mask].argmax(-1) == base[mask]).float().mean()
     # 4. contrastive text–motion alignment (symmetric InfoNCE, λ)
-    same = torch.tensor([[a == b for b in texts] for a in texts])
-    l_align = info_nce(gen.text_embedding(pooled), gen.motion_embedding(base, lengths), gen.logit_scale, same)
+    one = split >= lengths                                                   # (B,) rows of one clip
+    same = torch.tensor([[a == b for b in texts] for a in texts])[one][:, one]
+    l_align = (info_nce(gen.text_embedding(pooled[one]), gen.motion_embedding(base[one], lengths[one]),
+                        gen.logit_scale, same) if int(one.sum()) > 1 else pooled.sum() * 0)
     # 5. length head (detached text so it does not steer the encoder)
     # (items longer than the head's range are whole long trials: their length says nothing about the text)
     target = full_lengths.clamp(1, c.max_length_tokens) - 1
@@ -174,7 +213,10 @@ def generator_step(gen: MaskedGenerator, tokenizer: MotionTokenizer, codes, leng
     # 6. distillation from the teacher (only when one is given)
     if teacher is not None:
         with torch.no_grad():
-            t_logits = teacher(inp, lengths, teacher.encode_text(hidden, tmask)[:, None, :], seg_ids, drop)
+            t_text = teacher.encode_text(hidden, tmask)[:, None, :]
+            if hidden2 is not None:
+                t_text = torch.cat([t_text, teacher.encode_text(hidden2, tmask2)[:, None, :]], 1)
+            t_logits = teacher(inp, lengths, t_text, seg_ids.clamp(max=t_text.shape[1] - 1), drop)
         parts["kd"] = F.kl_div(F.log_softmax(logits[mask], -1), F.log_softmax(t_logits[mask], -1),
                                log_target=True, reduction="batchmean")
         loss = loss + distill_weight * parts["kd"]
@@ -242,10 +284,20 @@ def train_generator(name: str, tc: TokenCorpus, tc_val: TokenCorpus, tokenizer: 
                total=recipe.generator_steps, disable=not ddp.is_main())
     for step in bar:
         idx = _sample_clips_tokens(tc, recipe.generator_batch, rng, weights)
-        codes, lengths, full = generator_batch(tc, idx, cfg.max_tokens, rng)
+        pairs = {}
+        if recipe.pair_prob > 0:   # some windows join two clips, each with its own text (pair_windows)
+            partner = np.where(rng.random(len(idx)) < recipe.pair_prob,
+                               _sample_clips_tokens(tc, len(idx), rng, weights), -1)
+            codes, lengths, full, split = pair_windows(tc, idx, partner, cfg.max_tokens, rng)
+        else:
+            codes, lengths, full = generator_batch(tc, idx, cfg.max_tokens, rng)
         texts = [texts_src.pick(tc.captions[i]) for i in idx]
         hidden, tmask = backbone(ddp.shard(texts))
-        loss, parts = step_fn(tokenizer, codes, lengths, full, hidden, tmask, texts, g)
+        if recipe.pair_prob > 0:
+            texts2 = [texts_src.pick(tc.captions[j]) if j >= 0 else t for j, t in zip(partner, texts)]
+            hidden2, tmask2 = backbone(ddp.shard(texts2))
+            pairs = {"split": split, "hidden2": hidden2, "tmask2": tmask2}
+        loss, parts = step_fn(tokenizer, codes, lengths, full, hidden, tmask, texts, g, **pairs)
         optimizer_step(opt, sched, loss, gen.parameters())
         if (step + 1) % recipe.steps_per_check == 0 or step + 1 == recipe.generator_steps:
             loss_v, parts = ddp.mean_for_log(loss, parts)

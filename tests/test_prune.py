@@ -150,3 +150,39 @@ def test_distillation_term_is_zero_against_an_identical_teacher_and_only_added_w
     assert "kd" not in parts_plain
     assert parts_same["kd"] < 1e-5 and abs(same.item() - plain.item()) < 1e-4
     assert parts_other["kd"] > 1e-3 and other.item() == pytest.approx(plain.item() + parts_other["kd"], rel=1e-4)
+
+
+def test_pair_windows_join_two_clips_and_a_second_text_conditions_the_second_part():
+    """train.pair_windows: a joined row is a slice of clip i then a slice of clip j (split = the first token of j),
+    within max_tokens and with no length target; a one-clip row has split = length. generator_step: with the
+    second text equal to the first the token loss is the one-text loss; with another text it changes."""
+    import dataclasses
+
+    import numpy as np
+
+    from kmm.train import TokenCorpus, generator_step, pair_windows
+
+    g = torch.Generator().manual_seed(0)
+    clips = [torch.arange(n * 3).reshape(n, 3) + 1000 * k for k, n in enumerate((30, 9, 40, 5))]
+    tc = TokenCorpus(clips, [["a"], ["b"], ["c"], ["d"]])
+    codes, lengths, full, split = pair_windows(tc, [0, 1, 2, 3], np.array([2, -1, 3, -1]), 16,
+                                               np.random.default_rng(0))
+    assert int(lengths.max()) <= 16 and split[1] == lengths[1] == 9 and split[3] == lengths[3] == 5
+    for row, (i, j) in enumerate(((0, 2), (2, 3))):
+        s, n = int(split[row * 2]), int(lengths[row * 2])
+        first, second = codes[row * 2, :s], codes[row * 2, s:n]
+        assert 4 <= s < n and (first // 1000 == i).all() and (second // 1000 == j).all()
+        assert (first[1:, 0] - first[:-1, 0] == 3).all() and (second[1:, 0] - second[:-1, 0] == 3).all()
+        assert full[row * 2] > 1000
+    cfg = dataclasses.replace(GEN, dropout=0.0, cond_drop=0.0)
+    torch.manual_seed(0)
+    gen = MaskedGenerator(cfg)
+    tok, codes, lengths, full, hidden, tmask, texts = _distill_batch()
+    split = torch.tensor([4, 10, 3, 5])            # rows 0 and 2 joined, rows 1 and 3 one clip
+    run = lambda **kw: generator_step(gen, tok, codes, lengths, full, hidden, tmask, texts,  # noqa: E731
+                                      torch.Generator().manual_seed(3), **kw)[1]
+    plain = run()
+    same = run(split=split, hidden2=hidden, tmask2=tmask)
+    other = run(split=split, hidden2=torch.randn_like(hidden, generator=g), tmask2=tmask)
+    assert same["tok"] == pytest.approx(plain["tok"], rel=1e-5)
+    assert abs(other["tok"] - plain["tok"]) > 1e-4

@@ -36,6 +36,7 @@ class Recipe(_JsonConfig):
     init_from: str = ""                 # a bundle folder: a stage without a checkpoint starts from its weights there
     distill_from: str = ""              # a bundle folder: its generator of the same name teaches (train.generator_step)
     distill_weight: float = 1.0         # weight of the teacher's KL term when distill_from is set
+    pair_prob: float = 0.0              # generators: share of windows joining two clips with two texts; 0 = off
     action_balance: float = 0.0         # generators: sample rare actions more (kmm.training.common); 0 = off
     gen_steps_eval: int = 10
     generators: tuple = ("kmm", "kmm-random", "transformer", "bamm")
