@@ -13,8 +13,8 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from kmm.errors import CliError, DataError   # CliError: defined in kmm/errors.py, this name kept
 from kmm.config import DEFAULT_GUIDANCE
+from kmm.errors import CliError, DataError   # CliError: defined in kmm/errors.py, this name kept
 
 
 # ----------------------------------------------------------------------------------------------

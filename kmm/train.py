@@ -109,21 +109,25 @@ def tokenize_corpus(tokenizer: MotionTokenizer, normalizer: Normalizer, corpus: 
     return TokenCorpus(codes, corpus.captions)
 
 
-def generator_batch(tc: TokenCorpus, idx, max_tokens: int, rng: np.random.Generator):
-    crops, full = [], []
-    for i in idx:
-        c = tc.codes[i]
-        full.append(len(c))
-        if len(c) > max_tokens:
-            s = int(rng.integers(0, len(c) - max_tokens + 1))
-            c = c[s:s + max_tokens]
-        crops.append(c)
+def _random_crop(c, n: int, rng: np.random.Generator):  # (L, Q) -> (min(L, n), Q), a random window of n tokens
+    if len(c) <= n:
+        return c
+    s = int(rng.integers(0, len(c) - n + 1))
+    return c[s:s + n]
+
+
+def _pad_rows(crops):  # [(L_b, Q)] -> codes (B, max L_b, Q) zero-padded, lengths (B,)
     lengths = torch.tensor([len(c) for c in crops])
-    T = int(lengths.max())
-    codes = torch.zeros(len(crops), T, crops[0].shape[-1], dtype=torch.long)
+    codes = torch.zeros(len(crops), int(lengths.max()), crops[0].shape[-1], dtype=torch.long)
     for b, c in enumerate(crops):
         codes[b, :len(c)] = c
-    return codes, lengths, torch.tensor(full)
+    return codes, lengths
+
+
+def generator_batch(tc: TokenCorpus, idx, max_tokens: int, rng: np.random.Generator):
+    crops = [_random_crop(tc.codes[i], max_tokens, rng) for i in idx]
+    codes, lengths = _pad_rows(crops)
+    return codes, lengths, torch.tensor([len(tc.codes[i]) for i in idx])
 
 
 def pair_windows(tc: TokenCorpus, idx, partner, max_tokens: int, rng: np.random.Generator):
@@ -132,30 +136,27 @@ def pair_windows(tc: TokenCorpus, idx, partner, max_tokens: int, rng: np.random.
     then a crop of clip partner[b] filling the rest; other rows: one clip, cropped as in `generator_batch`.
     -> codes (B, T, Q), lengths (B,), full (B,) (> any length-head target for joined rows: no length target),
     split (B,): the first token of the second clip (= length for one clip)."""
-    def crop(c, n):
-        if len(c) <= n:
-            return c
-        s = int(rng.integers(0, len(c) - n + 1))
-        return c[s:s + n]
-
     crops, full, split = [], [], []
     for i, j in zip(idx, partner):
         c = tc.codes[i]
         if j < 0:
-            full.append(len(c))
-            crops.append(crop(c, max_tokens))
+            crops.append(_random_crop(c, max_tokens, rng))
             split.append(len(crops[-1]))
+            full.append(len(c))
             continue
-        a = crop(c, int(rng.integers(max_tokens // 4, 3 * max_tokens // 4 + 1)))
-        b = crop(tc.codes[j], max_tokens - len(a))
-        crops.append(torch.cat([a, b]))
+        a = _random_crop(c, int(rng.integers(max_tokens // 4, 3 * max_tokens // 4 + 1)), rng)
+        crops.append(torch.cat([a, _random_crop(tc.codes[j], max_tokens - len(a), rng)]))
         split.append(len(a))
         full.append(10 ** 6)
-    lengths = torch.tensor([len(c) for c in crops])
-    codes = torch.zeros(len(crops), int(lengths.max()), crops[0].shape[-1], dtype=torch.long)
-    for r, c in enumerate(crops):
-        codes[r, :len(c)] = c
+    codes, lengths = _pad_rows(crops)
     return codes, lengths, torch.tensor(full), torch.tensor(split)
+
+
+def _segment_texts(model: MaskedGenerator, pooled, hidden2=None, tmask2=None):
+    """(B, 384) first text [+ the second clip's hidden states] -> (B, 1 or 2, 384): one text per segment id."""
+    if hidden2 is None:
+        return pooled[:, None, :]
+    return torch.stack([pooled, model.encode_text(hidden2, tmask2)], 1)
 
 
 def generator_step(gen: MaskedGenerator, tokenizer: MotionTokenizer, codes, lengths, full_lengths, hidden, tmask,
@@ -192,9 +193,9 @@ def generator_step(gen: MaskedGenerator, tokenizer: MotionTokenizer, codes, leng
         inp, lengths, base, mask, drop, full_lengths, texts, split = (
             shard(v) for v in (inp, lengths, base, mask, drop, full_lengths, texts, split))
         B = len(inp)
-    seg_ids = (torch.arange(T)[None, :] >= split[:, None]).long()            # (B, T): 1 = the second clip
-    text = pooled[:, None, :] if hidden2 is None else torch.stack([pooled, gen.encode_text(hidden2, tmask2)], 1)
-    logits = gen(inp, lengths, text, seg_ids.clamp(max=text.shape[1] - 1), drop)   # (B, T, K)
+    second = hidden2 is not None
+    seg_ids = (torch.arange(T)[None, :] >= split[:, None]).long() * second    # (B, T): 1 = the second clip
+    logits = gen(inp, lengths, _segment_texts(gen, pooled, hidden2, tmask2), seg_ids, drop)   # (B, T, K)
     l_tok = F.cross_entropy(logits[mask], base[mask])
     acc = (logits[mask].argmax(-1) == base[mask]).float().mean()
     # 4. contrastive text–motion alignment (symmetric InfoNCE, λ)
@@ -213,10 +214,8 @@ def generator_step(gen: MaskedGenerator, tokenizer: MotionTokenizer, codes, leng
     # 6. distillation from the teacher (only when one is given)
     if teacher is not None:
         with torch.no_grad():
-            t_text = teacher.encode_text(hidden, tmask)[:, None, :]
-            if hidden2 is not None:
-                t_text = torch.cat([t_text, teacher.encode_text(hidden2, tmask2)[:, None, :]], 1)
-            t_logits = teacher(inp, lengths, t_text, seg_ids.clamp(max=t_text.shape[1] - 1), drop)
+            t_text = _segment_texts(teacher, teacher.encode_text(hidden, tmask), hidden2, tmask2)
+            t_logits = teacher(inp, lengths, t_text, seg_ids, drop)
         parts["kd"] = F.kl_div(F.log_softmax(logits[mask], -1), F.log_softmax(t_logits[mask], -1),
                                log_target=True, reduction="batchmean")
         loss = loss + distill_weight * parts["kd"]

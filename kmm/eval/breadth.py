@@ -302,7 +302,7 @@ def cmd_breadth(args: argparse.Namespace) -> int:
     if args.append and args.json.is_file():
         old = json.loads(args.json.read_text())
         if (old.get("n_seeds") != result["n_seeds"] or old.get("seconds") != result["seconds"]
-                or old.get("guidance", 3.0) != result["guidance"]):
+                or old.get("guidance", 3.0) != result["guidance"]):   # files before round 7: guidance 3
             raise SystemExit("cannot append: seeds, length or guidance differ")
         result["models"] = {**old["models"], **result["models"]}
         result["wall_s"] += old.get("wall_s", 0)

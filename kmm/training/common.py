@@ -175,14 +175,14 @@ def action_balance_weights(captions: list[list[str]], lengths, alpha: float) -> 
 
 # --- losses ----------------------------------------------------------------------------------------
 
+LIMB_ENDS = (7, 8, 10, 11, 15, 20, 21)   # left/right ankle, left/right foot, head, left/right wrist
+
+
 def limb_channels() -> list[int]:
     """Feature channels of the limb ends (ankles, feet, wrists, head): their positions (`ric`) and velocities."""
     ric, vel = FEATURE_SLICES["ric"].start, FEATURE_SLICES["velocity"].start
     return [ric + 3 * (j - 1) + k for j in LIMB_ENDS for k in range(3)] + [vel + 3 * j + k for j in LIMB_ENDS
                                                                             for k in range(3)]
-
-
-LIMB_ENDS = (7, 8, 10, 11, 15, 20, 21)   # left/right ankle, left/right foot, head, left/right wrist
 
 
 def reconstruction_loss(recon, x, root_weight: float = 0.0, limb_weight: float = 0.0):  # (B, T, F) -> loss, parts
