@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,7 @@ from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
 from kmm import distributed as ddp
+from kmm.config import DEFAULT_GUIDANCE
 from kmm.corpus import Corpus, build_corpus
 from kmm.generators.kmm.masking import MASKERS, cosine_ratio, valid_mask
 from kmm.generators.bamm.model import Bamm
@@ -35,6 +37,7 @@ from kmm.training.common import (Logger, TextBatcher, frozen_text_top, load_chec
                                  action_balance_weights, warm_start,
                                  tokenizer_mpjpe_mm, window_batch, window_corpus)
 from kmm.training.recipe import Recipe, tiny_recipe  # noqa: F401
+from kmm.training.teacher_set import TeacherSet, sample_teacher_set
 
 
 GENERATOR_VARIANTS = {
@@ -276,24 +279,38 @@ def train_generator(name: str, tc: TokenCorpus, tc_val: TokenCorpus, tokenizer: 
     if recipe.distill_from:
         teacher = MaskedGenerator.from_pretrained(Path(recipe.distill_from) / name).eval().requires_grad_(False)
         log(stage=name, distill_from=recipe.distill_from, distill_weight=recipe.distill_weight)
+    tset = None
+    if recipe.teacher_samples > 0:
+        if teacher is None:
+            raise ValueError("teacher_samples needs distill_from (the teacher that samples them)")
+        tset = _teacher_set(stage, teacher, backbone, tc, weights, recipe, log)
     step_fn = ddp.wrap(gen, functools.partial(generator_step, shard=ddp.shard, teacher=teacher,
                                               distill_weight=recipe.distill_weight))
     gen.train()
     bar = tqdm(range(start, recipe.generator_steps), desc=name, mininterval=10, initial=start,
                total=recipe.generator_steps, disable=not ddp.is_main())
     for step in bar:
-        idx = _sample_clips_tokens(tc, recipe.generator_batch, rng, weights)
+        n_teacher = int(round(recipe.teacher_share * recipe.generator_batch)) if tset is not None else 0
+        idx = _sample_clips_tokens(tc, recipe.generator_batch - n_teacher, rng, weights)
         pairs = {}
-        if recipe.pair_prob > 0:   # some windows join two clips, each with its own text (pair_windows)
+        two_texts = recipe.pair_prob > 0 or tset is not None
+        if two_texts:   # some windows join two clips, each with its own text (pair_windows)
             partner = np.where(rng.random(len(idx)) < recipe.pair_prob,
                                _sample_clips_tokens(tc, len(idx), rng, weights), -1)
             codes, lengths, full, split = pair_windows(tc, idx, partner, cfg.max_tokens, rng)
         else:
             codes, lengths, full = generator_batch(tc, idx, cfg.max_tokens, rng)
         texts = [texts_src.pick(tc.captions[i]) for i in idx]
-        hidden, tmask = backbone(ddp.shard(texts))
-        if recipe.pair_prob > 0:
+        if two_texts:
             texts2 = [texts_src.pick(tc.captions[j]) if j >= 0 else t for j, t in zip(partner, texts)]
+        if n_teacher:   # rows sampled by the teacher (sequence-level distillation, kmm.training.teacher_set)
+            crops, t_split, t1, t2 = tset.rows(rng.integers(len(tset), size=n_teacher), codes.shape[-1])
+            codes, lengths = _append_rows(codes, lengths, crops)
+            full = torch.cat([full, torch.full((n_teacher,), 10 ** 6)])   # no length target for them
+            split = torch.cat([split, t_split])
+            texts, texts2 = texts + t1, texts2 + t2
+        hidden, tmask = backbone(ddp.shard(texts))
+        if two_texts:
             hidden2, tmask2 = backbone(ddp.shard(texts2))
             pairs = {"split": split, "hidden2": hidden2, "tmask2": tmask2}
         loss, parts = step_fn(tokenizer, codes, lengths, full, hidden, tmask, texts, g, **pairs)
@@ -309,6 +326,32 @@ def train_generator(name: str, tc: TokenCorpus, tc_val: TokenCorpus, tokenizer: 
             if on_checkpoint is not None:
                 on_checkpoint(step + 1, stage)
     return gen.eval()
+
+
+def _append_rows(codes, lengths, crops):  # codes (B, T, Q) + [(L, Q)] -> codes (B + k, T', Q), lengths (B + k,)
+    more, more_lengths = _pad_rows(crops)
+    T = max(codes.shape[1], more.shape[1])
+    return (torch.cat([F.pad(codes, (0, 0, 0, T - codes.shape[1])), F.pad(more, (0, 0, 0, T - more.shape[1]))]),
+            torch.cat([lengths, more_lengths]))
+
+
+def _teacher_set(stage: Path, teacher, backbone, tc: TokenCorpus, weights, recipe: Recipe, log) -> TeacherSet:
+    """The teacher's sampled windows (kmm.training.teacher_set), stored in the stage folder so a resumed run
+    trains on the same ones."""
+    path, meta_path = stage / "teacher_set.safetensors", stage / "teacher_set.json"
+    if path.is_file() and meta_path.is_file():
+        return TeacherSet.from_state(load_file(str(path)), json.loads(meta_path.read_text()))
+    t0 = time.time()
+    tset = sample_teacher_set(teacher, backbone, [len(c) for c in tc.codes], tc.captions, recipe.teacher_samples,
+                              np.random.default_rng(recipe.seed + 1), torch.Generator().manual_seed(recipe.seed + 1),
+                              weights=weights, pair_share=recipe.teacher_pair_share, guidance=DEFAULT_GUIDANCE,
+                              lengths=recipe.teacher_lengths)
+    stage.mkdir(parents=True, exist_ok=True)
+    tensors, meta = tset.state()
+    save_file(tensors, str(path))
+    meta_path.write_text(json.dumps(meta))
+    log(stage="teacher_set", windows=len(tset), pair_share=recipe.teacher_pair_share, seconds=round(time.time() - t0, 1))
+    return tset
 
 
 def _sample_clips_tokens(tc: TokenCorpus, n: int, rng, weights=None):

@@ -37,6 +37,10 @@ class Recipe(_JsonConfig):
     distill_from: str = ""              # a bundle folder: its generator of the same name teaches (train.generator_step)
     distill_weight: float = 1.0         # weight of the teacher's KL term when distill_from is set
     pair_prob: float = 0.0              # generators: share of windows joining two clips with two texts; 0 = off
+    teacher_samples: int = 0            # generators: windows the distill_from teacher samples (kmm.training.teacher_set); 0 = off
+    teacher_share: float = 0.5          # share of each generator batch's rows taken from those windows
+    teacher_pair_share: float = 0.5     # share of those windows that hold two texts (a timeline's boundary)
+    teacher_lengths: str = "clip"       # their lengths: "clip" (the clips') or "predicted" (the teacher's length head)
     action_balance: float = 0.0         # generators: sample rare actions more (kmm.training.common); 0 = off
     gen_steps_eval: int = 10
     generators: tuple = ("kmm", "kmm-random", "transformer", "bamm")
