@@ -10,8 +10,10 @@ rows), so it is shown what the teacher does on the inference distribution: guide
 
 1. Draw `n` training clips (√length × action balance, as the generator batches) and paraphrase one caption each
    (`TextBatcher`, as in training).
-2. A `pair_share` of them get a partner clip: the first text holds 1/4..3/4 of the window, the partner's text
-   the rest (a two-segment timeline window); the others keep their own length (≤ the window).
+2. A `pair_share` of them get a partner clip whose text follows the first (a two-segment timeline window).
+   Lengths ("clip"): a single text keeps its clip's length (≤ the window); a pair's first text holds 1/4..3/4 of
+   the window and the partner's the rest. ("predicted"): each text gets the teacher's length-head prediction, as
+   the pipeline's automatic lengths; a pair longer than the window is scaled down to fit.
 3. In batches, the teacher samples every window with the pipeline's sampler (`guided` classifier-free guidance,
    `mask_predict`, top-k 0.1, `steps` steps): the targets are those base-layer tokens.
 
@@ -114,16 +116,16 @@ def sample_teacher_set(teacher, backbone, token_lengths, captions, n: int, rng: 
     out = TeacherSet([], [], [])
     for s in range(0, n, batch):
         part = plan[s:s + batch]
-        lengths = torch.tensor([p[1] for p in part])
-        T = int(lengths.max())
+        lens = torch.tensor([p[1] for p in part])                                   # (B,)
+        T = int(lens.max())
         split = torch.tensor([p[2] if p[2] is not None else p[1] for p in part])
         first = [p[0][0] for p in part]
         second = [p[0][-1] for p in part]
         pooled = teacher.encode_text(*backbone(first + second))                      # (2B, 384)
         text = torch.stack([pooled[:len(part)], pooled[len(part):]], 1)              # (B, 2, 384)
         seg_ids = (torch.arange(T)[None, :] >= split[:, None]).long()               # (B, T)
-        fn = guided(teacher, lengths, text, seg_ids, guidance)
-        ids = mask_predict(fn, lengths, T, teacher.mask_id, steps, g, temperature=temperature)
+        fn = guided(teacher, lens, text, seg_ids, guidance)
+        ids = mask_predict(fn, lens, T, teacher.mask_id, steps, g, temperature=temperature)   # (B, T)
         for b, p in enumerate(part):
             out.tokens.append(ids[b, :p[1]].clone())
             out.texts.append(p[0])
