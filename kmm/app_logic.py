@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from kmm.config import MAX_GUIDANCE, MIN_GUIDANCE  # noqa: F401 (app.py reads them from here)
 from kmm.motion.skeleton import FPS
 from kmm.segment import (MAX_SECONDS, MAX_SEGMENTS, MIN_SECONDS, Segment, TimelineError, parse_lengths,
                          split_prompt, validate_timeline)
@@ -42,7 +43,6 @@ def shown_models(weights_dir=None) -> dict:
     have = available_generators(weights_dir or bundled_weights_dir())
     return {k: v for k, v in MODEL_LABELS.items() if k in have} or dict(MODEL_LABELS)
 MIN_STEPS, MAX_STEPS = 1, 50
-MIN_GUIDANCE, MAX_GUIDANCE = 0.0, 10.0
 MAX_SEED = 2**31 - 1
 FRAMES_PER_TOKEN = 4        # the token grid (kmm.pipeline.frames_per_token)
 ENGLISH_NOTE = "Note: the model was trained on English captions; other languages may give generic motion."

@@ -13,6 +13,8 @@ from pathlib import Path
 # tried in round 7 (results/guidance/README.md): better R@1 and FID on the validation split and more breadth
 # actions, but "sit down" then starts seated and timelines sit before their sit segment, so 3 stays.
 DEFAULT_GUIDANCE = 3.0
+# The range every entry point accepts (app, CLI) and a guidance-distilled generator is trained over (ours).
+MIN_GUIDANCE, MAX_GUIDANCE = 0.0, 10.0
 
 
 class _JsonConfig:
@@ -79,6 +81,7 @@ class GeneratorConfig(_JsonConfig):
     align_dim: int = 256
     max_tokens: int = 64                  # training window (×4 frames = 12.8 s)
     max_length_tokens: int = 80           # length head classes: 1..80 tokens (16 s)
+    guidance_head: bool = False           # ours (#16): guidance distilled into one pass: logits cond + w·d
 
     @classmethod
     def from_dict(cls, d: dict):

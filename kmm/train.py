@@ -22,7 +22,7 @@ from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
 from kmm import distributed as ddp
-from kmm.config import DEFAULT_GUIDANCE
+from kmm.config import DEFAULT_GUIDANCE, MAX_GUIDANCE, MIN_GUIDANCE
 from kmm.corpus import Corpus, build_corpus
 from kmm.generators.kmm.masking import MASKERS, cosine_ratio, valid_mask
 from kmm.generators.bamm.model import Bamm
@@ -164,7 +164,8 @@ def _segment_texts(model: MaskedGenerator, pooled, hidden2=None, tmask2=None):
 
 def generator_step(gen: MaskedGenerator, tokenizer: MotionTokenizer, codes, lengths, full_lengths, hidden, tmask,
                    texts: list[str], g: torch.Generator, shard=None, teacher: MaskedGenerator | None = None,
-                   distill_weight: float = 0.0, split=None, hidden2=None, tmask2=None):
+                   distill_weight: float = 0.0, split=None, hidden2=None, tmask2=None,
+                   guidance_spread: float = 0.5):
     """One training loss. codes (B, T, Q); hidden/tmask (B, S, 384)/(B, S) of the frozen text backbone.
 
     shard (torchrun): the masks and noise are drawn for the global batch `codes`, then `shard` keeps this
@@ -172,6 +173,10 @@ def generator_step(gen: MaskedGenerator, tokenizer: MotionTokenizer, codes, leng
     teacher (ours, issue #16: a pruned generator relearning from the model it was cut from): the frozen teacher
     sees the same corrupted tokens, text and guidance drop; + distill_weight · KL(teacher ‖ student) over the
     masked tokens (knowledge distillation, Hinton et al. 2015, temperature 1).
+    A student with `guidance_head` instead learns guidance (ours, issue #16): each row gets a scale w (the
+    default, or for a `guidance_spread` share of rows uniform over the accepted range), the student's one-pass
+    guided logits cond + w·d are taught the teacher's (1 + w)·cond − w·uncond by KL, and the plain token loss is
+    dropped (its target is the unguided distribution).
     split/hidden2/tmask2 (`pair_windows`, ours): tokens from `split[b]` on belong to a second clip with its own text
     (segment 1); joined rows take no part in the alignment and length losses, which need one text per motion."""
     c = gen.config
@@ -190,15 +195,20 @@ def generator_step(gen: MaskedGenerator, tokenizer: MotionTokenizer, codes, leng
     # 3. text: fine-tuned top layer; dropped 10% for classifier-free guidance
     pooled = gen.encode_text(hidden, tmask)                                  # (B, 384)
     drop = torch.rand(B, generator=g) < c.cond_drop
+    learn_guidance = teacher is not None and c.guidance_head
+    w = guidance_draw(B, g, guidance_spread)                                 # (B,) used when learn_guidance
+    if learn_guidance:
+        drop = torch.zeros(B, dtype=torch.bool)
     if split is None:
         split = lengths
     if shard is not None:
-        inp, lengths, base, mask, drop, full_lengths, texts, split = (
-            shard(v) for v in (inp, lengths, base, mask, drop, full_lengths, texts, split))
+        inp, lengths, base, mask, drop, full_lengths, texts, split, w = (
+            shard(v) for v in (inp, lengths, base, mask, drop, full_lengths, texts, split, w))
         B = len(inp)
     second = hidden2 is not None
     seg_ids = (torch.arange(T)[None, :] >= split[:, None]).long() * second    # (B, T): 1 = the second clip
-    logits = gen(inp, lengths, _segment_texts(gen, pooled, hidden2, tmask2), seg_ids, drop)   # (B, T, K)
+    logits = gen(inp, lengths, _segment_texts(gen, pooled, hidden2, tmask2), seg_ids, drop,
+                 w if learn_guidance else None)                              # (B, T, K)
     l_tok = F.cross_entropy(logits[mask], base[mask])
     acc = (logits[mask].argmax(-1) == base[mask]).float().mean()
     # 4. contrastive text–motion alignment (symmetric InfoNCE, λ)
@@ -212,13 +222,16 @@ def generator_step(gen: MaskedGenerator, tokenizer: MotionTokenizer, codes, leng
     has_len = (full_lengths <= c.max_length_tokens).float()
     l_len = (F.cross_entropy(gen.length_logits(pooled.detach()), target, reduction="none") * has_len).sum() \
         / has_len.sum().clamp(min=1)
-    loss = l_tok + c.contrastive_weight * l_align + 0.1 * l_len
+    loss = (0.0 if learn_guidance else l_tok) + c.contrastive_weight * l_align + 0.1 * l_len
     parts = {"tok": l_tok, "acc": acc, "align": l_align, "len": l_len}
     # 6. distillation from the teacher (only when one is given)
     if teacher is not None:
         with torch.no_grad():
             t_text = _segment_texts(teacher, teacher.encode_text(hidden, tmask), hidden2, tmask2)
-            t_logits = teacher(inp, lengths, t_text, seg_ids, drop)
+            if learn_guidance:
+                t_logits = teacher_guided(teacher, inp, lengths, t_text, seg_ids, w)
+            else:
+                t_logits = teacher(inp, lengths, t_text, seg_ids, drop)
         parts["kd"] = F.kl_div(F.log_softmax(logits[mask], -1), F.log_softmax(t_logits[mask], -1),
                                log_target=True, reduction="batchmean")
         loss = loss + distill_weight * parts["kd"]
@@ -226,9 +239,27 @@ def generator_step(gen: MaskedGenerator, tokenizer: MotionTokenizer, codes, leng
     return loss, {k: v.item() for k, v in parts.items()}
 
 
+def guidance_draw(B: int, g: torch.Generator, spread: float = 0.5):
+    """-> (B,) scales: a `spread` share uniform over [MIN_GUIDANCE, MAX_GUIDANCE], the rest DEFAULT_GUIDANCE."""
+    at_default = torch.rand(B, generator=g) >= spread
+    uniform = MIN_GUIDANCE + (MAX_GUIDANCE - MIN_GUIDANCE) * torch.rand(B, generator=g)
+    return torch.where(at_default, torch.full((B,), DEFAULT_GUIDANCE), uniform)
+
+
+def teacher_guided(teacher, inp, lengths, text, seg_ids, w):  # -> (B, T, K) (1 + w)·cond − w·uncond
+    B = inp.shape[0]
+    drop = torch.cat([torch.zeros(B, dtype=torch.bool), torch.ones(B, dtype=torch.bool)]).to(inp.device)
+    both = teacher(torch.cat([inp, inp]), torch.cat([lengths, lengths]), torch.cat([text, text]),
+                   torch.cat([seg_ids, seg_ids]), drop)
+    w = w.to(both.dtype)[:, None, None]
+    return (1 + w) * both[:B] - w * both[B:]
+
+
 @torch.no_grad()
-def generator_val(gen, tokenizer, tc_val: TokenCorpus, backbone, recipe: Recipe) -> dict:
-    """Held-out masked-token accuracy at ratio 0.5 and length-head error (tokens), fixed seed."""
+def generator_val(gen, tokenizer, tc_val: TokenCorpus, backbone, recipe: Recipe, teacher=None) -> dict:
+    """Held-out masked-token accuracy at ratio 0.5 and length-head error (tokens), fixed seed; for a
+    guidance-distilled model given its teacher, also KL(teacher's guided ‖ student's one pass) at the default
+    scale."""
     gen.eval()
     g = torch.Generator().manual_seed(123)
     rng = np.random.default_rng(123)
@@ -246,8 +277,17 @@ def generator_val(gen, tokenizer, tc_val: TokenCorpus, backbone, recipe: Recipe)
     nll = float(F.cross_entropy(logits[mask], base[mask]))
     pred_len = gen.length_logits(pooled).argmax(-1) + 1
     len_err = float((pred_len - full.clamp(1, gen.config.max_length_tokens)).abs().float().mean())
+    out = {"val_acc": round(acc, 4), "val_nll": round(nll, 4), "val_len_err_tokens": round(len_err, 2)}
+    if teacher is not None and gen.config.guidance_head:   # how far one pass is from the teacher's two
+        w = torch.full((len(idx),), DEFAULT_GUIDANCE)
+        t_logits = teacher_guided(teacher, inp, lengths, teacher.encode_text(hidden, tmask)[:, None, :], seg, w)
+        s_logits = gen(inp, lengths, pooled[:, None, :], seg, guidance=w)
+        out["val_guided_kl"] = round(float(F.kl_div(F.log_softmax(s_logits[mask], -1),
+                                                    F.log_softmax(t_logits[mask], -1), log_target=True,
+                                                    reduction="batchmean")), 4)
+        out["val_guided_acc"] = round(float((s_logits[mask].argmax(-1) == base[mask]).float().mean()), 4)
     gen.train()
-    return {"val_acc": round(acc, 4), "val_nll": round(nll, 4), "val_len_err_tokens": round(len_err, 2)}
+    return out
 
 
 def train_generator(name: str, tc: TokenCorpus, tc_val: TokenCorpus, tokenizer: MotionTokenizer, backbone,
@@ -285,7 +325,8 @@ def train_generator(name: str, tc: TokenCorpus, tc_val: TokenCorpus, tokenizer: 
             raise ValueError("teacher_samples needs distill_from (the teacher that samples them)")
         tset = _teacher_set(stage, teacher, backbone, tc, weights, recipe, log)
     step_fn = ddp.wrap(gen, functools.partial(generator_step, shard=ddp.shard, teacher=teacher,
-                                              distill_weight=recipe.distill_weight))
+                                              distill_weight=recipe.distill_weight,
+                                              guidance_spread=recipe.guidance_spread))
     gen.train()
     bar = tqdm(range(start, recipe.generator_steps), desc=name, mininterval=10, initial=start,
                total=recipe.generator_steps, disable=not ddp.is_main())
@@ -319,7 +360,7 @@ def train_generator(name: str, tc: TokenCorpus, tc_val: TokenCorpus, tokenizer: 
             loss_v, parts = ddp.mean_for_log(loss, parts)
             if not ddp.is_main():
                 continue
-            val = generator_val(gen, tokenizer, tc_val, backbone, recipe)
+            val = generator_val(gen, tokenizer, tc_val, backbone, recipe, teacher)
             log(stage=name, step=step + 1, loss=loss_v, **parts, **val)
             bar.set_postfix(loss=f"{loss_v:.3f}", acc=f"{parts['acc']:.3f}", val_acc=f"{val['val_acc']:.3f}")
             save_checkpoint(stage, gen, opt, step + 1, val)

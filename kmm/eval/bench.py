@@ -23,7 +23,9 @@ with the same threads; the CPU seconds it used are recorded beside it (on a busy
 A bundle without trained transformer weights still gets a transformer row: a masked transformer with the KMM
 generator's own config (same width, depth, vocabulary, window; `backbone="transformer"`) and random weights
 (seed 0). The row is marked `"weights": "random-init"`. Its time is honest: the number of passes and their
-shapes do not depend on the weights (the same steps, windows and batch sizes), only the tokens do.
+shapes do not depend on the weights (the same steps, windows and batch sizes), only the tokens do. It is always a
+plain classifier-free-guidance model (two passes per step, as one doubled batch), also when the KMM generator
+was guidance-distilled into one pass; each row's `passes_per_step` says which.
 """
 from __future__ import annotations
 
@@ -141,12 +143,20 @@ def load_pipeline(weights: Path, name: str, device: str | None = None):
         return Pipeline.from_pretrained(weights, generator=name, device=device), None
     pipe = Pipeline.from_pretrained(weights, generator="kmm", device=device,
                                     model_id=f"{Path(weights).name}/transformer ({RANDOM_INIT})")
-    config = dataclasses.replace(pipe.generator.config, backbone="transformer")
+    # a plain two-pass classifier-free-guidance transformer, as trained baselines are, even when the KMM
+    # generator was guidance-distilled into one pass (`guidance_head`)
+    config = dataclasses.replace(pipe.generator.config, backbone="transformer", guidance_head=False)
     with torch.random.fork_rng():
         torch.manual_seed(0)
         model = MaskedGenerator(config)
     pipe.backend.generator = pipe.generator = model.to(pipe.device).eval()
     return pipe, RANDOM_INIT
+
+
+def guidance_passes(generator) -> int:
+    """Generator passes per decoding step with guidance: 1 for a guidance-distilled generator (`guidance_head`,
+    kmm.generators.kmm.sampling.guided), else 2 (conditional + unconditional, as one doubled batch)."""
+    return 1 if getattr(getattr(generator, "config", None), "guidance_head", False) else 2
 
 
 def time_generate(pipe, segments, repeats: int, steps: int, guidance: float) -> dict:
@@ -174,7 +184,8 @@ def bench_models(weights: Path, names, *, repeats: int = 3, steps: int = 10, gui
         t0 = time.perf_counter()
         pipes[name], note = load_pipeline(weights, name, device)
         rows[name] = {"load_s": time.perf_counter() - t0,
-                      "generator_params_m": round(sum(p.numel() for p in pipes[name].generator.parameters()) / 1e6, 3)}
+                      "generator_params_m": round(sum(p.numel() for p in pipes[name].generator.parameters()) / 1e6, 3),
+                      "passes_per_step": guidance_passes(pipes[name].generator)}
         if note:
             rows[name]["weights"] = note
         pipes[name].generate(timeline(10.0), seed=0, steps=steps, guidance=guidance)   # warm-up (lazy init, caches)

@@ -119,9 +119,16 @@ def render_bench(result: dict) -> str:
     def params(m):
         return "–" if m.get("generator_params_m") is None else f"{m['generator_params_m']:.2f}"
 
-    rows = [[title(n, m), params(m), fmt_value(m.get("single_10s"), 3), fmt_value(m.get("timeline_4x10s"), 3)]
+    passes = any("passes_per_step" in m for m in result["models"].values())   # benches before round 9 lack it
+    rows = [[title(n, m), params(m)] + ([str(m.get("passes_per_step", "–"))] if passes else [])
+            + [fmt_value(m.get("single_10s"), 3), fmt_value(m.get("timeline_4x10s"), 3)]
             for n, m in result["models"].items()]
-    lines += _table(["Model", "generator parameters (M)", "10 s prompt (s)", "4 × 10 s timeline (s)"], rows)
+    lines += _table(["Model", "generator parameters (M)"] + (["generator passes per step"] if passes else [])
+                    + ["10 s prompt (s)", "4 × 10 s timeline (s)"], rows)
+    if any(m.get("passes_per_step") == 1 for m in result["models"].values()):
+        lines += ["", "One pass per step: guidance distilled into the generator (a second output head gives the "
+                      "guidance direction, `guidance_head`); two: classifier-free guidance as a conditional and an unconditional pass "
+                      "in one doubled batch."]
     if any(m.get("weights") == "random-init" for m in result["models"].values()):
         lines += ["", "¹ No trained weights in the bundle: a generator with the KMM generator's config and random weights. "
                       "Its time is still its time: the passes and their shapes do not depend on the weights."]

@@ -97,13 +97,18 @@ def load_checkpoint(stage_dir: Path, model, optimizer) -> int:
 
 def warm_start(model, init_from: str, name: str) -> bool:
     """Loads `init_from/name/model.safetensors` into model (strict: same config) when init_from is set; a
-    continued run starts from the shipped weights instead of from scratch. -> whether weights were loaded."""
+    continued run starts from the shipped weights instead of from scratch. -> whether weights were loaded.
+    The one exception to strict: a guidance-distilled student (`guidance_head`) may start from a model without
+    the guidance head, which then keeps its zero initialisation."""
     if not init_from:
         return False
     path = Path(init_from) / name / "model.safetensors"
     if not path.is_file():
         raise FileNotFoundError(f"init_from: no weights for {name!r} at {path}")
-    model.load_state_dict(load_file(str(path)))
+    missing, unexpected = model.load_state_dict(load_file(str(path)), strict=False)
+    missing = [k for k in missing if not k.startswith("guide_head.")]
+    if missing or unexpected:
+        raise RuntimeError(f"init_from {path}: missing keys {missing[:5]}, unexpected keys {unexpected[:5]}")
     return True
 
 

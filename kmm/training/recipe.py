@@ -41,6 +41,7 @@ class Recipe(_JsonConfig):
     teacher_share: float = 0.5          # share of each generator batch's rows taken from those windows
     teacher_pair_share: float = 0.5     # share of those windows that hold two texts (a timeline's boundary)
     teacher_lengths: str = "clip"       # their lengths: "clip" (the clips') or "predicted" (the teacher's length head)
+    guidance_spread: float = 0.5        # guidance distillation: share of rows whose scale is uniform in range
     action_balance: float = 0.0         # generators: sample rare actions more (kmm.training.common); 0 = off
     gen_steps_eval: int = 10
     generators: tuple = ("kmm", "kmm-random", "transformer", "bamm")

@@ -4,6 +4,10 @@ Predicts base-layer motion tokens from a partly masked sequence. Text fusion (ou
 embedding is projected and added to every motion token of that segment, so one sequence carries several
 segments' texts; a learned null embedding replaces the text for classifier-free guidance.
 The same class with `backbone="transformer"` is the MoMask-style masked-transformer baseline.
+Guidance distillation (ours, issue #16): with `guidance_head` a second output head predicts the guidance
+direction d ≈ cond − uncond from the same pass, so the guided logits (1 + w)·cond − w·uncond = cond + w·d come
+from one pass for any scale w (trained against the two passes of a teacher: kmm.train.generator_step). Sampling
+then needs one generator pass per step instead of two.
 Side heads: a motion encoder + projections for the contrastive text–motion alignment (§3.3) and a length
 head that predicts a segment's token count from its text.
 """
@@ -72,6 +76,13 @@ class MaskedGenerator(PretrainedMixin, nn.Module):
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
         # length head: token count 1..max_length_tokens from the text
         self.length_head = nn.Sequential(nn.Linear(c.text.dim, 256), nn.GELU(), nn.Linear(256, c.max_length_tokens))
+        # guidance distillation: the guidance direction, zero at first, so a student starts as its teacher's
+        # conditional pass
+        self.guide_head = None
+        if c.guidance_head:
+            self.guide_head = nn.Linear(c.d_model, c.n_codes)
+            nn.init.zeros_(self.guide_head.weight)
+            nn.init.zeros_(self.guide_head.bias)
 
     # --- text -------------------------------------------------------------------------------
     def encode_text(self, hidden, mask):  # (N, S, 384), (N, S) -> pooled (N, 384)
@@ -89,11 +100,17 @@ class MaskedGenerator(PretrainedMixin, nn.Module):
             x = x + sinusoid(x.shape[1], x.shape[2], x.device)
         return x
 
-    def forward(self, tokens, lengths, text, seg_ids, drop=None):  # -> logits (B, T, K)
+    def forward(self, tokens, lengths, text, seg_ids, drop=None, guidance=None):  # -> logits (B, T, K)
+        """guidance (B,) scales w, only for a `guidance_head` model: cond + w·d, the guided logits in one pass."""
         x = self._embed(tokens, lengths, text, seg_ids, drop)
         for block in self.blocks:
             x = block(x, lengths)
-        return self.head(self.norm(x))
+        h = self.norm(x)
+        if guidance is None:
+            return self.head(h)
+        if self.guide_head is None:
+            raise ValueError("this generator was not trained to give guided logits in one pass (no guidance_head)")
+        return self.head(h) + guidance.to(h.dtype)[:, None, None] * self.guide_head(h)
 
     # --- contrastive alignment ------------------------------------------------------------------
     def motion_embedding(self, tokens, lengths):  # (B, T) ground-truth ids -> (B, align_dim), unit norm

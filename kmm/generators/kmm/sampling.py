@@ -2,7 +2,8 @@
 
 - `mask_predict`: iterative mask-predict (MaskGIT/MoMask) with tokens that may be fixed in advance
   (inpainting: editing and window overlaps).
-- `guided`: classifier-free guidance, logits = (1 + s)·cond − s·uncond, in one doubled batch.
+- `guided`: classifier-free guidance, logits = (1 + s)·cond − s·uncond, in one doubled batch; a
+  guidance-distilled generator (`guidance_head`) gives them in one pass, cond + s·(its guidance direction).
 - `residual_layers`: fills codebook layers 1..Q−1 from the base layer, greedily.
 - `window_plan` / `sample_windows`: timelines longer than the training window are generated in overlapping
   windows whose overlap is fixed from the previous window, so time is linear and memory bounded.
@@ -24,6 +25,9 @@ from kmm.generators.kmm.masking import valid_mask
 def guided(model, lengths, text, seg_ids, scale: float) -> Callable:
     """Returns tokens (B, T) -> guided logits (B, T, K) for a MaskedGenerator-like model."""
     def fn(tokens):
+        if getattr(model.config, "guidance_head", False):
+            w = torch.full((tokens.shape[0],), float(scale), device=tokens.device)
+            return model(tokens, lengths, text, seg_ids, guidance=w)
         if scale == 0:
             return model(tokens, lengths, text, seg_ids)
         B = tokens.shape[0]
