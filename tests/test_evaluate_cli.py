@@ -72,7 +72,9 @@ def test_bench_and_report(trained, capsys):
     files = [str(bench)] + ([str(trained / "eval.json")] if (trained / "eval.json").exists() else [])
     assert main(["report", *files]) == 0
     md = capsys.readouterr().out
-    assert "| Model | generator parameters (M) | 10 s prompt (s) | 4 × 10 s timeline (s) |" in md
+    assert ("| Model | generator parameters (M) | generator passes per step | 10 s prompt (s) | 4 × 10 s timeline (s) |"
+            in md)
+    assert "| 2 | " in md                      # plain classifier-free guidance: two passes per step
     assert "| KMM (key-frame masking) | 10 s | 1 |" in md
     assert "| BAMM (ours, from the paper) |" in md and "| Motion Mamba (ours, from the paper) |" in md
 
