@@ -27,6 +27,7 @@ from kmm.corpus import Corpus, build_corpus
 from kmm.generators.kmm.masking import MASKERS, cosine_ratio, valid_mask
 from kmm.generators.bamm.model import Bamm
 from kmm.generators.kmm.model import MaskedGenerator, info_nce
+from kmm.generators.kmm.sampling import cfg_logits
 from kmm.model.residual import ResidualPredictor
 from kmm.model.tokenizer import MotionTokenizer
 from kmm.motion.features import Normalizer
@@ -229,11 +230,10 @@ def generator_step(gen: MaskedGenerator, tokenizer: MotionTokenizer, codes, leng
         with torch.no_grad():
             t_text = _segment_texts(teacher, teacher.encode_text(hidden, tmask), hidden2, tmask2)
             if learn_guidance:
-                t_logits = teacher_guided(teacher, inp, lengths, t_text, seg_ids, w)
+                t_logits = cfg_logits(teacher, inp, lengths, t_text, seg_ids, w)
             else:
                 t_logits = teacher(inp, lengths, t_text, seg_ids, drop)
-        parts["kd"] = F.kl_div(F.log_softmax(logits[mask], -1), F.log_softmax(t_logits[mask], -1),
-                               log_target=True, reduction="batchmean")
+        parts["kd"] = masked_kl(logits, t_logits, mask)
         loss = loss + distill_weight * parts["kd"]
     del valid
     return loss, {k: v.item() for k, v in parts.items()}
@@ -246,13 +246,9 @@ def guidance_draw(B: int, g: torch.Generator, spread: float = 0.5):
     return torch.where(at_default, torch.full((B,), DEFAULT_GUIDANCE), uniform)
 
 
-def teacher_guided(teacher, inp, lengths, text, seg_ids, w):  # -> (B, T, K) (1 + w)·cond − w·uncond
-    B = inp.shape[0]
-    drop = torch.cat([torch.zeros(B, dtype=torch.bool), torch.ones(B, dtype=torch.bool)]).to(inp.device)
-    both = teacher(torch.cat([inp, inp]), torch.cat([lengths, lengths]), torch.cat([text, text]),
-                   torch.cat([seg_ids, seg_ids]), drop)
-    w = w.to(both.dtype)[:, None, None]
-    return (1 + w) * both[:B] - w * both[B:]
+def masked_kl(student_logits, teacher_logits, mask):  # (B, T, K) × 2, (B, T) -> KL(teacher ‖ student), mean
+    return F.kl_div(F.log_softmax(student_logits[mask], -1), F.log_softmax(teacher_logits[mask], -1),
+                    log_target=True, reduction="batchmean")
 
 
 @torch.no_grad()
@@ -280,11 +276,9 @@ def generator_val(gen, tokenizer, tc_val: TokenCorpus, backbone, recipe: Recipe,
     out = {"val_acc": round(acc, 4), "val_nll": round(nll, 4), "val_len_err_tokens": round(len_err, 2)}
     if teacher is not None and gen.config.guidance_head:   # how far one pass is from the teacher's two
         w = torch.full((len(idx),), DEFAULT_GUIDANCE)
-        t_logits = teacher_guided(teacher, inp, lengths, teacher.encode_text(hidden, tmask)[:, None, :], seg, w)
+        t_logits = cfg_logits(teacher, inp, lengths, teacher.encode_text(hidden, tmask)[:, None, :], seg, w)
         s_logits = gen(inp, lengths, pooled[:, None, :], seg, guidance=w)
-        out["val_guided_kl"] = round(float(F.kl_div(F.log_softmax(s_logits[mask], -1),
-                                                    F.log_softmax(t_logits[mask], -1), log_target=True,
-                                                    reduction="batchmean")), 4)
+        out["val_guided_kl"] = round(float(masked_kl(s_logits, t_logits, mask)), 4)
         out["val_guided_acc"] = round(float((s_logits[mask].argmax(-1) == base[mask]).float().mean()), 4)
     gen.train()
     return out

@@ -7,8 +7,8 @@ import torch
 
 from kmm.config import GeneratorConfig
 from kmm.generators.kmm.model import MaskedGenerator
-from kmm.generators.kmm.sampling import guided, mask_predict
-from kmm.train import generator_step, teacher_guided
+from kmm.generators.kmm.sampling import cfg_logits, guided, mask_predict
+from kmm.train import generator_step
 from kmm.training.common import warm_start
 
 torch.set_num_threads(1)
@@ -44,9 +44,9 @@ def test_a_fresh_student_is_its_teachers_conditional_pass_and_plain_models_refus
         assert torch.allclose(out, cond, atol=1e-6)
     with pytest.raises(ValueError, match="guidance"):
         teacher(tokens, lengths, text, seg, guidance=torch.full((3,), 3.0))
-    # teacher_guided at w = 0 is the conditional pass; at w > 0 it moves away from it
-    assert torch.allclose(teacher_guided(teacher, tokens, lengths, text, seg, torch.zeros(3)), cond, atol=1e-5)
-    assert not torch.allclose(teacher_guided(teacher, tokens, lengths, text, seg, torch.full((3,), 3.0)), cond,
+    # cfg_logits at w = 0 is the conditional pass; at w > 0 it moves away from it
+    assert torch.allclose(cfg_logits(teacher, tokens, lengths, text, seg, torch.zeros(3)), cond, atol=1e-5)
+    assert not torch.allclose(cfg_logits(teacher, tokens, lengths, text, seg, torch.full((3,), 3.0)), cond,
                               atol=1e-3)
 
 

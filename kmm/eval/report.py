@@ -127,8 +127,8 @@ def render_bench(result: dict) -> str:
                     + ["10 s prompt (s)", "4 × 10 s timeline (s)"], rows)
     if any(m.get("passes_per_step") == 1 for m in result["models"].values()):
         lines += ["", "One pass per step: guidance distilled into the generator (a second output head gives the "
-                      "guidance direction, `guidance_head`); two: classifier-free guidance as a conditional and an unconditional pass "
-                      "in one doubled batch."]
+                      "guidance direction, `guidance_head`); two: classifier-free guidance as a conditional and an "
+                      "unconditional pass in one doubled batch."]
     if any(m.get("weights") == "random-init" for m in result["models"].values()):
         lines += ["", "¹ No trained weights in the bundle: a generator with the KMM generator's config and random weights. "
                       "Its time is still its time: the passes and their shapes do not depend on the weights."]

@@ -22,6 +22,19 @@ import torch
 from kmm.generators.kmm.masking import valid_mask
 
 
+def cfg_logits(model, tokens, lengths, text, seg_ids, scale):
+    """(1 + s)·cond − s·uncond for tokens (B, T) -> (B, T, K), both passes in one doubled batch.
+    scale: a float, or (B,) scales, one per row (guidance distillation's teacher, kmm.train.generator_step)."""
+    B = tokens.shape[0]
+    drop = torch.cat([torch.zeros(B, dtype=torch.bool), torch.ones(B, dtype=torch.bool)]).to(tokens.device)
+    both = model(torch.cat([tokens, tokens]), torch.cat([lengths, lengths]), torch.cat([text, text]),
+                 torch.cat([seg_ids, seg_ids]), drop)
+    cond, uncond = both[:B], both[B:]
+    if torch.is_tensor(scale):
+        scale = scale.to(both.dtype)[:, None, None]
+    return (1 + scale) * cond - scale * uncond
+
+
 def guided(model, lengths, text, seg_ids, scale: float) -> Callable:
     """Returns tokens (B, T) -> guided logits (B, T, K) for a MaskedGenerator-like model."""
     def fn(tokens):
@@ -30,12 +43,7 @@ def guided(model, lengths, text, seg_ids, scale: float) -> Callable:
             return model(tokens, lengths, text, seg_ids, guidance=w)
         if scale == 0:
             return model(tokens, lengths, text, seg_ids)
-        B = tokens.shape[0]
-        drop = torch.cat([torch.zeros(B, dtype=torch.bool), torch.ones(B, dtype=torch.bool)]).to(tokens.device)
-        both = model(torch.cat([tokens, tokens]), torch.cat([lengths, lengths]), torch.cat([text, text]),
-                     torch.cat([seg_ids, seg_ids]), drop)
-        cond, uncond = both[:B], both[B:]
-        return (1 + scale) * cond - scale * uncond
+        return cfg_logits(model, tokens, lengths, text, seg_ids, scale)
     return fn
 
 
