@@ -7,7 +7,7 @@ On held-out windows (the `val` split: first 96 text items, random masking at rat
     2. for scale: KL(reference ‖ the teacher's own guided logits at w = 0, 2, 2.5) — how far a change of scale
        moves the distribution (w = 0 is a student that learnt nothing: its first state);
     3. for each student (a generator folder with `guidance_head`): KL(reference ‖ its one pass at the default
-       scale) and how often both put the most probability on the same token.
+       scale, how often both put the most probability on the same token, and the mean entropy of both.
 KL is in nats per masked token (mean over masked tokens).
 """
 from __future__ import annotations
@@ -23,7 +23,6 @@ def measure(teacher_dir: Path, students: list[Path], bundle: Path, data=None, ra
             log=print) -> dict:
     import numpy as np
     import torch
-    import torch.nn.functional as F
 
     from kmm.corpus import build_corpus
     from kmm.data import load_dataset, resolve_data_dirs
@@ -31,7 +30,8 @@ def measure(teacher_dir: Path, students: list[Path], bundle: Path, data=None, ra
     from kmm.generators.kmm.model import MaskedGenerator
     from kmm.pipeline import Pipeline
     from kmm.text_backbone import TextBackbone
-    from kmm.train import generator_batch, teacher_guided, tokenize_corpus
+    from kmm.generators.kmm.sampling import cfg_logits
+    from kmm.train import generator_batch, masked_kl, tokenize_corpus
 
     pipe = Pipeline.from_pretrained(bundle, "kmm")
     dataset = load_dataset(resolve_data_dirs(None if data is None else str(data)))
@@ -51,20 +51,23 @@ def measure(teacher_dir: Path, students: list[Path], bundle: Path, data=None, ra
             inp = torch.where(mask, torch.full_like(base, teacher.mask_id), base)
 
             def kl(q, p):  # KL(p ‖ q) over masked tokens
-                return round(float(F.kl_div(F.log_softmax(q[mask], -1), F.log_softmax(p[mask], -1),
-                                            log_target=True, reduction="batchmean")), 4)
+                return round(float(masked_kl(q, p, mask)), 4)
+
+            def entropy(logits):  # mean entropy (nats) of the distributions at masked tokens
+                return round(float(torch.distributions.Categorical(logits=logits[mask]).entropy().mean()), 3)
 
             text = teacher.encode_text(hidden, tmask)[:, None, :]
             w = torch.full((len(idx),), DEFAULT_GUIDANCE)
-            ref = teacher_guided(teacher, inp, lengths, text, seg, w)
-            at = {str(s): kl(teacher_guided(teacher, inp, lengths, text, seg, torch.full_like(w, s)), ref)
+            ref = cfg_logits(teacher, inp, lengths, text, seg, w)
+            at = {str(s): kl(cfg_logits(teacher, inp, lengths, text, seg, torch.full_like(w, s)), ref)
                   for s in (0.0, 2.0, 2.5)}
-            row = {"teacher_at_scale": at, "students": {}}
+            row = {"teacher_at_scale": at, "teacher_entropy": entropy(ref), "students": {}}
             for d in students:
                 student = MaskedGenerator.from_pretrained(d).eval()
                 one = student(inp, lengths, student.encode_text(hidden, tmask)[:, None, :], seg, guidance=w)
                 agree = float((one[mask].argmax(-1) == ref[mask].argmax(-1)).float().mean())
-                row["students"][str(d)] = {"kl": kl(one, ref), "top1_agree": round(agree, 3)}
+                row["students"][str(d)] = {"kl": kl(one, ref), "top1_agree": round(agree, 3),
+                                           "entropy": entropy(one)}
             out["ratios"][str(ratio)] = row
             log(f"ratio {ratio}: {json.dumps(row)}")
     return out
