@@ -27,7 +27,7 @@ from kmm.corpus import Corpus, build_corpus
 from kmm.generators.kmm.masking import MASKERS, cosine_ratio, valid_mask
 from kmm.generators.bamm.model import Bamm
 from kmm.generators.kmm.model import MaskedGenerator, info_nce
-from kmm.generators.kmm.sampling import cfg_logits
+from kmm.generators.kmm.sampling import cfg_combine, cfg_logits, cfg_passes
 from kmm.model.residual import ResidualPredictor
 from kmm.model.tokenizer import MotionTokenizer
 from kmm.motion.features import Normalizer
@@ -166,7 +166,7 @@ def _segment_texts(model: MaskedGenerator, pooled, hidden2=None, tmask2=None):
 def generator_step(gen: MaskedGenerator, tokenizer: MotionTokenizer, codes, lengths, full_lengths, hidden, tmask,
                    texts: list[str], g: torch.Generator, shard=None, teacher: MaskedGenerator | None = None,
                    distill_weight: float = 0.0, split=None, hidden2=None, tmask2=None,
-                   guidance_spread: float = 0.5):
+                   guidance_spread: float = 0.5, distill_guided: bool = False):
     """One training loss. codes (B, T, Q); hidden/tmask (B, S, 384)/(B, S) of the frozen text backbone.
 
     shard (torchrun): the masks and noise are drawn for the global batch `codes`, then `shard` keeps this
@@ -178,6 +178,10 @@ def generator_step(gen: MaskedGenerator, tokenizer: MotionTokenizer, codes, leng
     default, or for a `guidance_spread` share of rows uniform over the accepted range), the student's one-pass
     guided logits cond + w·d are taught the teacher's (1 + w)·cond − w·uncond by KL, and the plain token loss is
     dropped (its target is the unguided distribution).
+    distill_guided (ours, issue #16: a pruned two-pass student): the KL compares guided logits instead, the
+    student's (1 + w)·cond − w·uncond (both passes in one doubled batch, no guidance drop) against the teacher's,
+    with w drawn as above; guidance multiplies the cond − uncond gap by w, so errors there weigh w times more in
+    sampling than in the plain KL. The token loss stays, on the conditional pass.
     split/hidden2/tmask2 (`pair_windows`, ours): tokens from `split[b]` on belong to a second clip with its own text
     (segment 1); joined rows take no part in the alignment and length losses, which need one text per motion."""
     c = gen.config
@@ -197,8 +201,9 @@ def generator_step(gen: MaskedGenerator, tokenizer: MotionTokenizer, codes, leng
     pooled = gen.encode_text(hidden, tmask)                                  # (B, 384)
     drop = torch.rand(B, generator=g) < c.cond_drop
     learn_guidance = teacher is not None and c.guidance_head
-    w = guidance_draw(B, g, guidance_spread)                                 # (B,) used when learn_guidance
-    if learn_guidance:
+    guided_kd = teacher is not None and distill_guided and not c.guidance_head
+    w = guidance_draw(B, g, guidance_spread)                                 # (B,) used when guided
+    if learn_guidance or guided_kd:
         drop = torch.zeros(B, dtype=torch.bool)
     if split is None:
         split = lengths
@@ -208,8 +213,13 @@ def generator_step(gen: MaskedGenerator, tokenizer: MotionTokenizer, codes, leng
         B = len(inp)
     second = hidden2 is not None
     seg_ids = (torch.arange(T)[None, :] >= split[:, None]).long() * second    # (B, T): 1 = the second clip
-    logits = gen(inp, lengths, _segment_texts(gen, pooled, hidden2, tmask2), seg_ids, drop,
-                 w if learn_guidance else None)                              # (B, T, K)
+    s_text = _segment_texts(gen, pooled, hidden2, tmask2)
+    if guided_kd:
+        logits, uncond = cfg_passes(gen, inp, lengths, s_text, seg_ids)      # (B, T, K) × 2
+        s_kd = cfg_combine(logits, uncond, w)
+    else:
+        logits = gen(inp, lengths, s_text, seg_ids, drop, w if learn_guidance else None)   # (B, T, K)
+        s_kd = logits
     l_tok = F.cross_entropy(logits[mask], base[mask])
     acc = (logits[mask].argmax(-1) == base[mask]).float().mean()
     # 4. contrastive text–motion alignment (symmetric InfoNCE, λ)
@@ -229,11 +239,11 @@ def generator_step(gen: MaskedGenerator, tokenizer: MotionTokenizer, codes, leng
     if teacher is not None:
         with torch.no_grad():
             t_text = _segment_texts(teacher, teacher.encode_text(hidden, tmask), hidden2, tmask2)
-            if learn_guidance:
+            if learn_guidance or guided_kd:
                 t_logits = cfg_logits(teacher, inp, lengths, t_text, seg_ids, w)
             else:
                 t_logits = teacher(inp, lengths, t_text, seg_ids, drop)
-        parts["kd"] = masked_kl(logits, t_logits, mask)
+        parts["kd"] = masked_kl(s_kd, t_logits, mask)
         loss = loss + distill_weight * parts["kd"]
     del valid
     return loss, {k: v.item() for k, v in parts.items()}
@@ -254,8 +264,8 @@ def masked_kl(student_logits, teacher_logits, mask):  # (B, T, K) × 2, (B, T) -
 @torch.no_grad()
 def generator_val(gen, tokenizer, tc_val: TokenCorpus, backbone, recipe: Recipe, teacher=None) -> dict:
     """Held-out masked-token accuracy at ratio 0.5 and length-head error (tokens), fixed seed; for a
-    guidance-distilled model given its teacher, also KL(teacher's guided ‖ student's one pass) at the default
-    scale."""
+    student given its teacher, also KL(teacher's guided ‖ student's guided) at the default scale (one pass for a
+    guidance-distilled student)."""
     gen.eval()
     g = torch.Generator().manual_seed(123)
     rng = np.random.default_rng(123)
@@ -274,10 +284,11 @@ def generator_val(gen, tokenizer, tc_val: TokenCorpus, backbone, recipe: Recipe,
     pred_len = gen.length_logits(pooled).argmax(-1) + 1
     len_err = float((pred_len - full.clamp(1, gen.config.max_length_tokens)).abs().float().mean())
     out = {"val_acc": round(acc, 4), "val_nll": round(nll, 4), "val_len_err_tokens": round(len_err, 2)}
-    if teacher is not None and gen.config.guidance_head:   # how far one pass is from the teacher's two
+    if teacher is not None:   # how far the student's guided logits are from the teacher's
         w = torch.full((len(idx),), DEFAULT_GUIDANCE)
         t_logits = cfg_logits(teacher, inp, lengths, teacher.encode_text(hidden, tmask)[:, None, :], seg, w)
-        s_logits = gen(inp, lengths, pooled[:, None, :], seg, guidance=w)
+        s_logits = (gen(inp, lengths, pooled[:, None, :], seg, guidance=w) if gen.config.guidance_head
+                    else cfg_logits(gen, inp, lengths, pooled[:, None, :], seg, w))
         out["val_guided_kl"] = round(float(masked_kl(s_logits, t_logits, mask)), 4)
         out["val_guided_acc"] = round(float((s_logits[mask].argmax(-1) == base[mask]).float().mean()), 4)
     gen.train()
@@ -320,7 +331,8 @@ def train_generator(name: str, tc: TokenCorpus, tc_val: TokenCorpus, tokenizer: 
         tset = _teacher_set(stage, teacher, backbone, tc, weights, recipe, log)
     step_fn = ddp.wrap(gen, functools.partial(generator_step, shard=ddp.shard, teacher=teacher,
                                               distill_weight=recipe.distill_weight,
-                                              guidance_spread=recipe.guidance_spread))
+                                              guidance_spread=recipe.guidance_spread,
+                                              distill_guided=recipe.distill_guided))
     gen.train()
     bar = tqdm(range(start, recipe.generator_steps), desc=name, mininterval=10, initial=start,
                total=recipe.generator_steps, disable=not ddp.is_main())

@@ -110,6 +110,40 @@ def test_the_distillation_step_moves_the_students_one_pass_toward_the_teachers_g
     assert student.guide_head.weight.abs().sum() > 0      # the guidance head took part in it
 
 
+def test_guided_kd_compares_a_two_pass_students_guided_logits_and_is_zero_for_the_teacher_itself():
+    torch.manual_seed(0)
+    teacher = MaskedGenerator(GEN).eval().requires_grad_(False)
+    tokenizer = types.SimpleNamespace(rvq=types.SimpleNamespace(decode=lambda codes: codes[..., :1].float()))
+    g0 = torch.Generator().manual_seed(1)
+    B, T = 8, 12
+    codes = torch.randint(0, GEN.n_codes, (B, T, 1), generator=g0)
+    lengths = torch.full((B,), T)
+    hidden = torch.randn(B, 4, GEN.text.dim, generator=g0)
+    tmask = torch.ones(B, 4, dtype=torch.bool)
+    texts = [f"text {i}" for i in range(B)]
+
+    def kd(student, guided_kd):
+        return generator_step(student, tokenizer, codes, lengths, lengths, hidden, tmask, texts,
+                              torch.Generator().manual_seed(5), teacher=teacher, distill_guided=guided_kd)
+
+    twin = MaskedGenerator(GEN).eval()
+    twin.load_state_dict(teacher.state_dict())
+    assert kd(twin, True)[1]["kd"] == pytest.approx(0.0, abs=1e-5)     # same weights: same guided logits
+    # a perturbed student: a guided KL above zero, and gradients through both passes
+    with torch.no_grad():
+        twin.head.weight.add_(0.05 * torch.randn(twin.head.weight.shape, generator=g0))
+    loss, parts = kd(twin, True)
+    assert parts["kd"] > 1e-4
+    twin.zero_grad()
+    loss.backward()
+    assert twin.head.weight.grad.abs().sum() > 0
+    calls = []
+    twin.register_forward_hook(lambda m, args, out: calls.append(out.shape[0]))
+    kd(twin, True)
+    kd(twin, False)
+    assert calls == [2 * B, B]                                 # guided: cond and uncond in one doubled batch
+
+
 def test_guidance_scales_are_the_default_or_spread_over_the_accepted_range():
     from kmm.config import DEFAULT_GUIDANCE, MAX_GUIDANCE, MIN_GUIDANCE
     from kmm.train import guidance_draw

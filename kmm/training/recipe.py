@@ -36,6 +36,7 @@ class Recipe(_JsonConfig):
     init_from: str = ""                 # a bundle folder: a stage without a checkpoint starts from its weights there
     distill_from: str = ""              # a bundle folder: its generator of the same name teaches (train.generator_step)
     distill_weight: float = 1.0         # weight of the teacher's KL term when distill_from is set
+    distill_guided: bool = False        # that KL between guided logits (two-pass student; train.generator_step)
     pair_prob: float = 0.0              # generators: share of windows joining two clips with two texts; 0 = off
     teacher_samples: int = 0            # generators: windows the distill_from teacher samples (kmm.training.teacher_set); 0 = off
     teacher_share: float = 0.5          # share of each generator batch's rows taken from those windows

@@ -22,17 +22,26 @@ import torch
 from kmm.generators.kmm.masking import valid_mask
 
 
-def cfg_logits(model, tokens, lengths, text, seg_ids, scale):
-    """(1 + s)·cond − s·uncond for tokens (B, T) -> (B, T, K), both passes in one doubled batch.
-    scale: a float, or (B,) scales, one per row (guidance distillation's teacher, kmm.train.generator_step)."""
+def cfg_passes(model, tokens, lengths, text, seg_ids):
+    """tokens (B, T) -> (cond, uncond) logits, each (B, T, K), from one doubled batch."""
     B = tokens.shape[0]
     drop = torch.cat([torch.zeros(B, dtype=torch.bool), torch.ones(B, dtype=torch.bool)]).to(tokens.device)
     both = model(torch.cat([tokens, tokens]), torch.cat([lengths, lengths]), torch.cat([text, text]),
                  torch.cat([seg_ids, seg_ids]), drop)
-    cond, uncond = both[:B], both[B:]
+    return both[:B], both[B:]
+
+
+def cfg_combine(cond, uncond, scale):
+    """(1 + s)·cond − s·uncond; scale: a float, or (B,) scales, one per row."""
     if torch.is_tensor(scale):
-        scale = scale.to(both.dtype)[:, None, None]
+        scale = scale.to(cond.dtype)[:, None, None]
     return (1 + scale) * cond - scale * uncond
+
+
+def cfg_logits(model, tokens, lengths, text, seg_ids, scale):
+    """(1 + s)·cond − s·uncond for tokens (B, T) -> (B, T, K), both passes in one doubled batch.
+    scale: a float, or (B,) scales, one per row (the distillation teachers, kmm.train.generator_step)."""
+    return cfg_combine(*cfg_passes(model, tokens, lengths, text, seg_ids), scale)
 
 
 def guided(model, lengths, text, seg_ids, scale: float) -> Callable:
