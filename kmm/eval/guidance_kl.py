@@ -6,8 +6,9 @@ On held-out windows (the `val` split: first 96 text items, random masking at rat
     1. the teacher's guided logits at the default scale, (1 + w)·cond − w·uncond, are the reference;
     2. for scale: KL(reference ‖ the teacher's own guided logits at w = 0, 2, 2.5) — how far a change of scale
        moves the distribution (w = 0 is a student that learnt nothing: its first state);
-    3. for each student (a generator folder with `guidance_head`): KL(reference ‖ its one pass at the default
-       scale, how often both put the most probability on the same token, and the mean entropy of both.
+    3. for each student (a generator folder): KL(reference ‖ its guided logits at the default scale — one pass
+       with `guidance_head`, else its own two), how often both put the most probability on the same token, and
+       the mean entropy of both.
 KL is in nats per masked token (mean over masked tokens).
 """
 from __future__ import annotations
@@ -64,7 +65,9 @@ def measure(teacher_dir: Path, students: list[Path], bundle: Path, data=None, ra
             row = {"teacher_at_scale": at, "teacher_entropy": entropy(ref), "students": {}}
             for d in students:
                 student = MaskedGenerator.from_pretrained(d).eval()
-                one = student(inp, lengths, student.encode_text(hidden, tmask)[:, None, :], seg, guidance=w)
+                s_text = student.encode_text(hidden, tmask)[:, None, :]
+                one = (student(inp, lengths, s_text, seg, guidance=w) if student.config.guidance_head
+                       else cfg_logits(student, inp, lengths, s_text, seg, w))
                 agree = float((one[mask].argmax(-1) == ref[mask].argmax(-1)).float().mean())
                 row["students"][str(d)] = {"kl": kl(one, ref), "top1_agree": round(agree, 3),
                                            "entropy": entropy(one)}
@@ -76,7 +79,7 @@ def measure(teacher_dir: Path, students: list[Path], bundle: Path, data=None, ra
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--teacher", type=Path, default=Path("assets/kmm/kmm"))
-    p.add_argument("--students", default="", help="comma list of generator folders with guidance_head")
+    p.add_argument("--students", default="", help="comma list of generator folders (one- or two-pass)")
     p.add_argument("--weights", type=Path, default=Path("assets/kmm"),
                    help="bundle whose tokenizer and normalizer to use")
     p.add_argument("--data", default=None)
