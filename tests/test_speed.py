@@ -229,3 +229,19 @@ def test_bench_times_a_marked_random_transformer_when_the_bundle_has_none():
                        "kmm_vs_transformer": {"single_10s": 0.9, "timeline_600s": 0.8}})
     assert "Transformer (MoMask-style) ¹" in md and "random weights" in md
     assert "10 s prompt 0.90, 10 min timeline 0.80" in md
+
+
+def test_app_cold_start_launches_the_app_and_times_its_first_result(tiny_bundle, tmp_path):
+    pytest.importorskip("gradio_client")
+    from kmm.eval.bench import measure_app_cold_start
+    from kmm.eval.report import render_bench
+
+    out = measure_app_cold_start(tiny_bundle, threads=1)
+    assert out.get("error") is None, out
+    assert 0 < out["server_up_s"] < out["first_result_s"] < 180
+    md = render_bench({"hardware": {}, "repeats": 1, "models": {}, "app_cold_start": out})
+    assert f"first result {out['first_result_s']:.2f} s" in md
+    # weights that are not there: the app starts, the first Generate fails, and the measurement says so
+    bad = measure_app_cold_start(tmp_path / "no-weights", threads=1)
+    assert bad["first_result_s"] is None and bad["error"]
+    assert "App cold start" not in render_bench({"hardware": {}, "repeats": 1, "models": {}, "app_cold_start": bad})

@@ -19,6 +19,9 @@ path (`hardware.scan`: C kernel or reference) and, for KMM, its time relative to
 Cold start (`cold_start`): `python -m kmm generate "a person walks forward" --seconds 10` in a fresh process,
 wall seconds from launch to the written file (imports, weight loading, text encoder, kernel load, generation),
 with the same threads; the CPU seconds it used are recorded beside it (on a busy machine wall ≫ CPU).
+App cold start (`app_cold_start`): `python app.py` in a fresh process with the same weights and threads; as soon as
+the page answers, one `/generate` of the same 10-s prompt through gradio_client (a person who clicks Generate at
+once): seconds from launch to the page and to the first result.
 
 A bundle without trained transformer weights still gets a transformer row: a masked transformer with the KMM
 generator's own config (same width, depth, vocabulary, window; `backbone="transformer"`) and random weights
@@ -253,6 +256,54 @@ def measure_cold_start(weights: Path, *, threads: int, device: str | None = None
     return {"wall_s": wall, "cpu_s": cpu, "command": "python -m kmm generate " + shlex.join(cmd[4:-4])}
 
 
+def measure_app_cold_start(weights: Path, *, threads: int, timeout_s: float = 180) -> dict:
+    """`python app.py` in a fresh process, then one `/generate` of a 10-s prompt as soon as the page answers
+    (as a person who clicks Generate at once) -> {"server_up_s", "first_result_s"} or {"error"}."""
+    import socket
+    import urllib.request
+
+    try:
+        from gradio_client import Client
+    except ImportError:
+        return {"first_result_s": None, "error": "gradio_client is not installed"}
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    from kmm.hub import WEIGHTS_ENV
+
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "PORT": str(port),
+           WEIGHTS_ENV: str(Path(weights).resolve()), "GRADIO_ANALYTICS_ENABLED": "False"}
+    url = f"http://127.0.0.1:{port}/"
+    t0 = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, str(REPO_ROOT / "app.py")], cwd=str(REPO_ROOT), env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        while True:
+            if proc.poll() is not None:
+                tail = (proc.stderr.read().strip().splitlines() or ["no output"])[-1]
+                return {"first_result_s": None, "error": f"app exited {proc.returncode}: {tail[:200]}"}
+            if time.perf_counter() - t0 > timeout_s:
+                return {"first_result_s": None, "error": f"no page after {timeout_s:.0f} s"}
+            try:
+                urllib.request.urlopen(url, timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        up = time.perf_counter() - t0
+        Client(url, verbose=False).predict(PROMPTS[0], "10", 0, DEFAULT_GUIDANCE, 10, "kmm", api_name="/generate")
+        first = time.perf_counter() - t0
+    except Exception as e:   # the app's own error, shown as the measurement's
+        return {"first_result_s": None, "error": f"{type(e).__name__}: {str(e)[:200]}"}
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    return {"server_up_s": up, "first_result_s": first,
+            "command": f"python app.py, then /generate {PROMPTS[0]!r} 10 s as soon as the page answers"}
+
+
 def _point_main(spec: dict) -> None:
     """Child side of measure_point: prints one JSON line."""
     import resource
@@ -316,6 +367,10 @@ def run_bench(*, weights="assets/kmm", models=DEFAULT_MODELS, repeats: int = 3, 
         cs = out["cold_start"]
         log("cold start (python -m kmm generate, 10 s): " + (f"{cs['wall_s']:.2f} s wall, {cs['cpu_s']:.2f} s CPU"
                                                              if cs.get("wall_s") else cs.get("error", "failed")))
+        out["app_cold_start"] = app = measure_app_cold_start(weights, threads=threads)
+        log("app cold start (python app.py to the first 10-s result): "
+            + (f"page {app['server_up_s']:.2f} s, first result {app['first_result_s']:.2f} s"
+               if app.get("first_result_s") else app.get("error", "failed")))
     if "kmm" in rows and "transformer" in rows:
         out["kmm_vs_transformer"] = relative_speed(out["models"]["kmm"], out["models"]["transformer"])
         log("kmm / transformer time: " + ", ".join(f"{k} {v:.2f}" for k, v in out["kmm_vs_transformer"].items()

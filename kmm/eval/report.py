@@ -136,6 +136,11 @@ def render_bench(result: dict) -> str:
     if cold.get("wall_s"):
         lines += ["", f"Cold start: `{cold.get('command', 'python -m kmm generate')}` in a fresh process, launch to "
                       f"written file: {cold['wall_s']:.2f} s wall ({cold.get('cpu_s', float('nan')):.2f} s CPU)."]
+    app = result.get("app_cold_start") or {}
+    if app.get("first_result_s"):
+        lines += ["", f"App cold start: `python app.py` in a fresh process, then one 10-s `/generate` as soon as the "
+                      f"page answers: page {app['server_up_s']:.2f} s, first result {app['first_result_s']:.2f} s "
+                      "after launch."]
     ratio = {k: v for k, v in (result.get("kmm_vs_transformer") or {}).items() if v is not None}
     if ratio:
         lines += ["", "KMM's time ÷ the transformer's, same run (< 1: KMM faster): "
