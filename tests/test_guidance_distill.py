@@ -79,18 +79,21 @@ def test_a_distilled_generator_samples_with_one_pass_per_step(tmp_path):
     assert ((ids < GEN.n_codes) | ~valid).all()
 
 
+def _step_batch(B=8, T=12):
+    """A stub tokenizer (codes -> their base id as a 1-d embedding) and one batch of generator_step's inputs."""
+    tokenizer = types.SimpleNamespace(rvq=types.SimpleNamespace(decode=lambda codes: codes[..., :1].float()))
+    g0 = torch.Generator().manual_seed(1)
+    codes = torch.randint(0, GEN.n_codes, (B, T, 1), generator=g0)
+    hidden = torch.randn(B, 4, GEN.text.dim, generator=g0)
+    return (tokenizer, codes, torch.full((B,), T), hidden, torch.ones(B, 4, dtype=torch.bool),
+            [f"text {i}" for i in range(B)], g0)
+
+
 def test_the_distillation_step_moves_the_students_one_pass_toward_the_teachers_guided_logits(tmp_path):
     teacher, student = _pair(tmp_path)
     teacher.requires_grad_(False)
     student.train()
-    tokenizer = types.SimpleNamespace(rvq=types.SimpleNamespace(decode=lambda codes: codes[..., :1].float()))
-    g0 = torch.Generator().manual_seed(1)
-    B, T = 8, 12
-    codes = torch.randint(0, GEN.n_codes, (B, T, 1), generator=g0)
-    lengths = torch.full((B,), T)
-    hidden = torch.randn(B, 4, GEN.text.dim, generator=g0)
-    tmask = torch.ones(B, 4, dtype=torch.bool)
-    texts = [f"text {i}" for i in range(B)]
+    tokenizer, codes, lengths, hidden, tmask, texts, g0 = _step_batch()
     opt = torch.optim.Adam([p for n, p in student.named_parameters() if not n.startswith("text_top")], lr=3e-3)
 
     def step():  # the same masks and scales every time (same generator seed)
@@ -113,14 +116,7 @@ def test_the_distillation_step_moves_the_students_one_pass_toward_the_teachers_g
 def test_guided_kd_compares_a_two_pass_students_guided_logits_and_is_zero_for_the_teacher_itself():
     torch.manual_seed(0)
     teacher = MaskedGenerator(GEN).eval().requires_grad_(False)
-    tokenizer = types.SimpleNamespace(rvq=types.SimpleNamespace(decode=lambda codes: codes[..., :1].float()))
-    g0 = torch.Generator().manual_seed(1)
-    B, T = 8, 12
-    codes = torch.randint(0, GEN.n_codes, (B, T, 1), generator=g0)
-    lengths = torch.full((B,), T)
-    hidden = torch.randn(B, 4, GEN.text.dim, generator=g0)
-    tmask = torch.ones(B, 4, dtype=torch.bool)
-    texts = [f"text {i}" for i in range(B)]
+    tokenizer, codes, lengths, hidden, tmask, texts, g0 = _step_batch()
 
     def kd(student, guided_kd):
         return generator_step(student, tokenizer, codes, lengths, lengths, hidden, tmask, texts,
@@ -141,7 +137,7 @@ def test_guided_kd_compares_a_two_pass_students_guided_logits_and_is_zero_for_th
     twin.register_forward_hook(lambda m, args, out: calls.append(out.shape[0]))
     kd(twin, True)
     kd(twin, False)
-    assert calls == [2 * B, B]                                 # guided: cond and uncond in one doubled batch
+    assert calls == [2 * len(texts), len(texts)]                               # guided: cond and uncond in one doubled batch
 
 
 def test_guidance_scales_are_the_default_or_spread_over_the_accepted_range():
