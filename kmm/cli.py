@@ -330,9 +330,9 @@ PARSER_BUILDERS.append(add_generate_parser)
 
 
 def add_eval_parsers(sub: argparse._SubParsersAction) -> None:
-    from kmm.eval import ablate, bench, breadth, control_eval, evaluate, report, train_evaluator
+    from kmm.eval import ablate, bench, breadth, control_eval, evaluate, long_window, report, train_evaluator
 
-    for module in (train_evaluator, evaluate, bench, report, breadth, ablate, control_eval):
+    for module in (train_evaluator, evaluate, bench, report, breadth, ablate, control_eval, long_window):
         module.add_parser(sub)
 
 

@@ -110,3 +110,25 @@ def test_append_accepts_files_from_before_a_setting_existed():
     assert set(merged["models"]) == {"gt", "kmm"}
     with pytest.raises(ValueError, match="settings differ"):
         merge_results(old, {**base, "settings": {"steps": 10, "temperature": 0.7}, "models": {"kmm": {}}})
+
+
+def test_long_window_compares_window_lengths_on_held_out_timelines(trained, tmp_path, capsys):
+    """`long-window` on the tiny bundle (training window 16 tokens): every mode decodes the same timelines (same
+    lengths), the long modes use 4× windows, the table names each mode; bad arguments are refused."""
+    out = tmp_path / "lw.json"
+    assert main(["long-window", "--data", str(MINI), "--weights", str(trained / "bundle"),
+                 "--evaluator", str(trained / "evaluator"), "--json", str(out), "--seeds", "2", "--segments", "3",
+                 "--steps", "2", "--windows", "8", "--examples", ""]) == 0
+    result = json.loads(out.read_text())
+    modes = result["modes"]
+    assert list(modes) == ["training", "long-one-schedule", "long", "window-8"]
+    assert [m["window_tokens"] for m in modes.values()] == [16, 64, 64, 8]
+    assert [m["segment_schedules"] for m in modes.values()] == [False, False, True, True]
+    lengths = {tuple(m["timeline_tokens"]) for m in modes.values()}
+    assert len(lengths) == 1 and all(n > 16 for n in lengths.pop())      # longer than the training window
+    for m in modes.values():
+        assert 0.0 <= m["segment_metrics"]["r_precision_top1"] <= 1.0 and m["segment_metrics"]["mm_dist"] > 0
+        assert len(m["per_seed"]["peak_jerk"]["values"]) == 2 and m["examples_passed"] == {}
+    assert "| long | 64 |" in capsys.readouterr().out
+    assert main(["long-window", "--segments", "1", "--json", str(tmp_path / "no.json")]) == 2
+    assert "--segments" in capsys.readouterr().err and not (tmp_path / "no.json").exists()

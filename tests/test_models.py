@@ -103,6 +103,35 @@ def test_mask_predict_deterministic_and_respects_fixed_tokens():
     assert (a < 32).all()                                          # nothing left masked
 
 
+def test_remask_per_group_keeps_each_groups_schedule():
+    from kmm.generators.kmm.sampling import _remask_per_group
+
+    inf = float("inf")
+    #             group 0: 4 sampled + 1 fixed     group 1: 3 sampled       padding
+    conf = torch.tensor([[0.9, 0.1, 0.5, 0.3, inf, 0.2, 0.8, 0.05, inf, inf]])
+    is_mask = torch.isfinite(conf)
+    free = torch.tensor([[1, 1, 1, 1, 0, 1, 1, 1, 0, 0]], dtype=torch.bool)
+    groups = torch.tensor([[0, 0, 0, 0, 0, 1, 1, 1, 0, 0]])
+    remask = _remask_per_group(conf, is_mask, free, groups, keep=0.5)
+    # ⌊4 · 0.5⌋ = 2 least confident of group 0 (0.1, 0.3), ⌊3 · 0.5⌋ = 1 of group 1 (0.05)
+    assert remask.nonzero()[:, 1].tolist() == [1, 3, 7]
+    # one schedule over everything (no groups): the 3 least confident of 7 overall would be 0.1, 0.2, 0.05
+    one = _remask_per_group(conf, is_mask, free, torch.zeros_like(groups), keep=0.5)
+    rank = conf.argsort(dim=1).argsort(dim=1)
+    assert torch.equal(one, (rank < 3) & is_mask) and one.nonzero()[:, 1].tolist() == [1, 5, 7]
+
+
+def test_mask_predict_with_groups_decodes_everything_deterministically():
+    torch.manual_seed(0)
+    gen = MaskedGenerator(GEN).eval()
+    lengths = torch.tensor([12])
+    seg = torch.tensor([[0] * 5 + [1] * 7])
+    fn = guided(gen, lengths, torch.randn(1, 2, 384), seg, 2.0)
+    run = lambda: mask_predict(fn, lengths, 12, gen.mask_id, 5, torch.Generator().manual_seed(0), groups=seg)
+    a = run()
+    assert torch.equal(a, run()) and (a < 32).all()
+
+
 def test_residual_layers_shape_and_fixed():
     torch.manual_seed(0)
     res = ResidualPredictor(ResidualConfig(n_codes=32, n_quantizers=3, code_dim=16, d_model=16, n_layers=1)).eval()

@@ -60,9 +60,19 @@ def test_editing_keeps_other_segments_bit_identical(pipe):
     assert np.array_equal(edit.codes[b // 4 + 2:], out.codes[b // 4 + 2:])
 
 
-def test_long_timeline_runs_in_windows(pipe):
-    # tiny model's window is 16 tokens (3.2 s): 6 × 5 s needs several overlapping windows
-    out = pipe.generate([("walk", 5.0)] * 6, seed=0)
+@pytest.mark.parametrize("window", ["training", "long"])
+def test_long_timeline_runs_in_windows(pipe, window):
+    # tiny model's training window is 16 tokens (3.2 s): 6 × 5 s needs several overlapping windows of that
+    # length, or fewer long ones (kmm.backends.decode_window)
+    from kmm.backends import decode_window
+
+    default = pipe.backend.window
+    if window == "long":
+        pipe.backend.window = decode_window(pipe.generator.config, long=True)
+    try:
+        out = pipe.generate([("walk", 5.0)] * 6, seed=0)
+    finally:
+        pipe.backend.window = default
     assert out.joints.shape == (600, 22, 3) and np.isfinite(out.joints).all()
 
 

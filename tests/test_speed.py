@@ -26,15 +26,21 @@ def shipped():
 
 
 @pytest.mark.skipif(cpu_kernel.load() is None, reason="no C compiler: only the reference path exists")
-def test_fast_path_decodes_the_same_tokens_on_the_shipped_weights(shipped):
-    # 75 tokens: two overlapping windows, two segments
+@pytest.mark.parametrize("window", [64, 256])
+def test_fast_path_decodes_the_same_tokens_on_the_shipped_weights(shipped, window):
+    # 75 tokens, two segments: two overlapping training-length windows, or one long window
     segments = [("a person walks forward", 8.0), ("a person waves the right hand", 7.0)]
-    for seed in (0, 1):
-        fast = shipped.generate(segments, seed=seed, steps=4)
-        with reference_scan():
-            ref = shipped.generate(segments, seed=seed, steps=4)
-        assert torch.equal(fast.codes, ref.codes), seed
-        assert abs(fast.joints - ref.joints).max() < 1e-4
+    default = shipped.backend.window
+    shipped.backend.window = window
+    try:
+        for seed in (0, 1):
+            fast = shipped.generate(segments, seed=seed, steps=4)
+            with reference_scan():
+                ref = shipped.generate(segments, seed=seed, steps=4)
+            assert torch.equal(fast.codes, ref.codes), seed
+            assert abs(fast.joints - ref.joints).max() < 1e-4
+    finally:
+        shipped.backend.window = default
 
 
 def test_one_doubled_batch_per_step_and_text_encoded_once(shipped, monkeypatch):
@@ -117,31 +123,85 @@ def test_default_windows_sample_as_before(shipped, seconds):
         fn = guided(gen, lengths, cond[0][None], seg_ids[:, start:end], 3.0)
         return mask_predict(fn, lengths, end - start, gen.mask_id, 6, torch_gen, fixed=fixed_w, fixed_mask=known_w)
 
-    torch_gen = torch.Generator().manual_seed(3)
-    before = sample_windows(window_fn, n, backend.window, backend.window // 4)
-    assert not backend.batch_windows
-    now = backend.sample(cond, seg_ids, torch.Generator().manual_seed(3), 3.0, 6, 1.0)
-    assert torch.equal(now[:, 0], before[0])
-    if n <= backend.window:
-        backend.batch_windows = True
-        try:
-            again = backend.sample(cond, seg_ids, torch.Generator().manual_seed(3), 3.0, 6, 1.0)
-        finally:
-            backend.batch_windows = False
-        assert torch.equal(again, now)
+    default = backend.window
+    backend.window = gen.config.max_tokens                             # the training-length windows
+    try:
+        torch_gen = torch.Generator().manual_seed(3)
+        before = sample_windows(window_fn, n, backend.window, backend.window // 4)
+        assert not backend.batch_windows
+        now = backend.sample(cond, seg_ids, torch.Generator().manual_seed(3), 3.0, 6, 1.0)
+        assert torch.equal(now[:, 0], before[0])
+        if n <= backend.window:
+            backend.batch_windows = True
+            try:
+                again = backend.sample(cond, seg_ids, torch.Generator().manual_seed(3), 3.0, 6, 1.0)
+            finally:
+                backend.batch_windows = False
+            assert torch.equal(again, now)
+    finally:
+        backend.window = default
 
 
 def test_batched_windows_take_two_passes_per_step(shipped):
     batches = []
     hook = shipped.generator.register_forward_hook(lambda m, args, out: batches.append(tuple(args[0].shape)))
-    shipped.backend.batch_windows = True
+    default = shipped.backend.window
+    shipped.backend.batch_windows, shipped.backend.window = True, shipped.generator.config.max_tokens
     try:
         out = shipped.generate([("a person walks forward", 10.0)] * 4, seed=0, steps=3)   # 200 tokens, 4 windows
     finally:
         hook.remove()
-        shipped.backend.batch_windows = False
+        shipped.backend.batch_windows, shipped.backend.window = False, default
     assert batches == [(4, 64)] * 3 + [(4, 64)] * 3                   # 2 even windows, then 2 odd, cond + uncond
     assert out.codes.shape[0] == 200
+
+
+# --- opt-in long windows (kmm.backends.decode_window) -------------------------------------------------------
+
+def test_decode_window_is_the_training_length_unless_long_windows_are_asked_for(shipped):
+    import dataclasses
+
+    from kmm.backends import LONG_WINDOW, decode_window
+
+    config = shipped.generator.config
+    assert config.backbone == "mamba" and decode_window(config) == shipped.backend.window == config.max_tokens == 64
+    assert decode_window(config, long=True) == LONG_WINDOW * 64 == 256
+    transformer = dataclasses.replace(config, backbone="transformer")
+    assert decode_window(transformer, long=True) == decode_window(transformer) == 64
+    assert shipped.backend.overlap == 16
+
+
+def test_a_long_window_decodes_a_long_timeline_in_one_window(shipped):
+    """200 tokens (four 10-s segments, over three training windows) in a 256-token window: `steps` doubled batches
+    over the whole timeline instead of four windows one after another; deterministic."""
+    from kmm.backends import decode_window
+
+    batches = []
+    hook = shipped.generator.register_forward_hook(lambda m, args, out: batches.append(tuple(args[0].shape)))
+    segments = [("a person walks forward", 10.0), ("a person waves the right hand", 10.0)] * 2
+    default, shipped.backend.window = shipped.backend.window, decode_window(shipped.generator.config, long=True)
+    try:
+        out = shipped.generate(segments, seed=0, steps=3)
+        again = shipped.generate(segments, seed=0, steps=3)
+    finally:
+        hook.remove()
+        shipped.backend.window = default
+    assert batches[:3] == [(2, 200)] * 3
+    assert torch.equal(out.codes, again.codes) and out.boundaries == [0, 200, 400, 600, 800]
+
+
+def test_timelines_longer_than_the_window_still_window(shipped):
+    lengths = []
+    hook = shipped.generator.register_forward_hook(lambda m, args, out: lengths.append(args[0].shape[1]))
+    default = shipped.backend.window
+    shipped.backend.window = 120
+    try:
+        out = shipped.generate([("a person walks forward", 10.0)] * 4, seed=0, steps=2)
+    finally:
+        hook.remove()
+        shipped.backend.window = default
+    # window_plan(200, 120, 16): (0, 120), then (104, 200) with its first 16 tokens fixed
+    assert lengths == [120, 120, 96, 96] and out.codes.shape[0] == 200
 
 
 # --- the text encoder without transformers (kmm.bert_lite) -------------------------------------------------

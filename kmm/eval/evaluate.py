@@ -167,11 +167,24 @@ def score_ground_truth(evaluator, items: list[EvalItem], seeds, reference: RealR
     return _collect(rows)
 
 
+def transition_metrics(joints: np.ndarray, boundaries, evaluator, reference: RealReference) -> dict:
+    """Transitions of one timeline (joints (T, 22, 3), boundaries [0, ..., T]) -> {"peak_jerk", "auj",
+    "transition_fid"}: the FlowMDM jerk curve around the inner boundaries and the FID of the 60-frame boundary
+    windows against the real clips' centre windows (None with fewer than 2 windows)."""
+    from kmm.eval.metrics import area_under_jerk, peak_jerk, transition_jerk
+
+    inner = list(boundaries[1:-1])
+    curve = transition_jerk(joints, inner, TRANSITION_WINDOW)
+    h = TRANSITION_WINDOW // 2
+    windows = [joints[b - h:b + h] for b in inner if b - h >= 0 and b + h <= len(joints)]
+    fid = _fid_or_none(reference.window_emb, evaluator.encode_joints(windows)) if len(windows) >= 2 else None
+    return {"peak_jerk": peak_jerk(curve), "auj": area_under_jerk(curve, reference.mean_jerk), "transition_fid": fid}
+
+
 def score_generator(pipe, evaluator, items: list[EvalItem], seeds, reference: RealReference, *, steps: int = 10,
                     guidance: float = DEFAULT_GUIDANCE, temperature: float = 1.0, mm_texts: int = 8, mm_reps: int = 4,
                     transition_segments: int = 32, batch_size: int = 32, log=print) -> dict:
-    from kmm.eval.metrics import (area_under_jerk, foot_skating_ratio, multimodality, peak_jerk,
-                                  transition_jerk)
+    from kmm.eval.metrics import foot_skating_ratio, multimodality
 
     text_emb = evaluator.encode_texts([it.text for it in items])
     rows = []
@@ -204,14 +217,7 @@ def score_generator(pipe, evaluator, items: list[EvalItem], seeds, reference: Re
             pick = rng.choice(len(items), size=transition_segments, replace=len(items) < transition_segments)
             timeline = pipe.generate([(items[i].text, items[i].seconds) for i in pick], seed=s, guidance=guidance,
                                      steps=steps, temperature=temperature)
-            inner = timeline.boundaries[1:-1]
-            curve = transition_jerk(timeline.joints, inner, TRANSITION_WINDOW)
-            row["peak_jerk"] = peak_jerk(curve)
-            row["auj"] = area_under_jerk(curve, reference.mean_jerk)
-            h = TRANSITION_WINDOW // 2
-            windows = [timeline.joints[b - h:b + h] for b in inner if b - h >= 0 and b + h <= timeline.n_frames]
-            if len(windows) >= 2:
-                row["transition_fid"] = _fid_or_none(reference.window_emb, evaluator.encode_joints(windows))
+            row.update(transition_metrics(timeline.joints, timeline.boundaries, evaluator, reference))
         rows.append(row)
         log(f"  {pipe.model_id} seed {s}: R@1 {row['r_precision_top1']:.3f}  FID {row['fid'] or float('nan'):.3f}  "
             f"({time.perf_counter() - t0:.0f} s)")

@@ -70,13 +70,15 @@ def _top_k_filter(logits, keep: float):
 
 @torch.no_grad()
 def mask_predict(logits_fn, lengths, T: int, mask_id: int, steps: int, generator: torch.Generator, *,
-                 fixed=None, fixed_mask=None, temperature: float = 1.0, top_k: float = 0.1):
+                 fixed=None, fixed_mask=None, temperature: float = 1.0, top_k: float = 0.1, groups=None):
     """Iterative mask-predict. lengths (B,); fixed (B, T) ids kept where fixed_mask (B, T) -> ids (B, T).
 
     1. start with every free valid token masked; fixed tokens in place
     2. each step: (guided) logits, sample every masked token (Gumbel-max, top-k filtered)
     3. confidence = probability of the sampled id; fixed and already decided tokens are never re-masked
     4. re-mask the least confident ⌊n_free · cos(π/2 · (s+1)/steps)⌋ of the sampled ones
+    `groups` (B, T) ids ≥ 0 (a timeline's segment ids): step 4 within each group, so every segment of a long
+    window keeps its own schedule, as a clip in training does (kmm.backends.MaskedBackend; issue #16).
     """
     device = lengths.device
     B = lengths.shape[0]
@@ -102,11 +104,30 @@ def mask_predict(logits_fn, lengths, T: int, mask_id: int, steps: int, generator
         conf = conf.masked_fill(~is_mask, float("inf"))
         tokens = torch.where(is_mask, sampled, tokens)
         # 4.
-        n_next = torch.floor(n_free.float() * math.cos(math.pi / 2 * (s + 1) / steps)).long()
-        rank = conf.argsort(dim=1).argsort(dim=1)                                   # 0 = least confident
-        remask = (rank < n_next[:, None]) & is_mask
+        keep = math.cos(math.pi / 2 * (s + 1) / steps)
+        if groups is None:
+            n_next = torch.floor(n_free.float() * keep).long()
+            rank = conf.argsort(dim=1).argsort(dim=1)                               # 0 = least confident
+            remask = (rank < n_next[:, None]) & is_mask
+        else:
+            remask = _remask_per_group(conf, is_mask, free, groups, keep)
         tokens = tokens.masked_fill(remask, mask_id)
     return tokens
+
+
+def _remask_per_group(conf, is_mask, free, groups, keep: float):
+    """Step 4 of `mask_predict` within each group: the least confident ⌊n_free_g · keep⌋ sampled tokens of every
+    group g. conf (B, T) (inf where not just sampled), is_mask / free (B, T) bool, groups (B, T) -> (B, T) bool."""
+    B, T = conf.shape
+    G = int(groups.max()) + 1
+    g = groups.clamp(min=0)
+    n_next = torch.floor(torch.zeros(B, G).scatter_add_(1, g, free.float()) * keep).long()      # (B, G)
+    # rank inside a group: sort by (group, confidence); tokens of lower groups come first
+    key = g.double() * 4.0 + conf.double().clamp(max=2.0)                           # conf ∈ [0, 1], else 2
+    rank = key.argsort(dim=1).argsort(dim=1)                                        # (B, T)
+    start = torch.cumsum(torch.zeros(B, G, dtype=torch.long).scatter_add_(1, g, torch.ones_like(g)), 1)
+    start = torch.cat([start.new_zeros(B, 1), start[:, :-1]], 1)                    # (B, G) first rank of g
+    return (rank - start.gather(1, g) < n_next.gather(1, g)) & is_mask
 
 
 @torch.no_grad()
