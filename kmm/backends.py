@@ -58,6 +58,7 @@ def _windows(window_fn, N, window, fixed, fixed_mask, empty):
                           fixed_mask=None if fixed_mask is None else fixed_mask[None].cpu(), empty=empty)
 
 
+OVERLAP = 16      # tokens (3.2 s) each window takes over from the one before: context for the transition
 LONG_WINDOW = 4   # opt-in long windows: this many times the training length (MaskedBackend.window)
 
 
@@ -67,8 +68,9 @@ def decode_window(config, long: bool = False) -> int:
     in overlaps and a 10-minute timeline takes 13 windows instead of 63 — 35–45% less decoding time. Not the
     default: the shipped generator was trained on windows of at most 64 tokens, and past that length the timeline
     examples' checks pass at 55 of 80 seeds instead of 61 (the 14–16-s examples 06–08: 2 of 24 instead of 14),
-    while held-out captions move little (`python -m kmm long-window`, results/long_window.json). Training on longer
-    crops is what would make it usable (issue #16)."""
+    while held-out captions move little (`python -m kmm long-window`, results/long_window.json). A generator trained
+    on longer windows (`generator.max_tokens` 256, `Recipe.window_min_tokens`, `Recipe.pair_at_boundaries`)
+    decodes in them by default (results/long_windows_training/; issue #16)."""
     return LONG_WINDOW * config.max_tokens if long and getattr(config, "backbone", "") == "mamba" else config.max_tokens
 
 
@@ -79,8 +81,12 @@ class MaskedBackend(_TokenDecoder):
     def __init__(self, generator, tokenizer, residual, residual_text, n_residual: int):
         super().__init__(tokenizer, residual, residual_text, n_residual)
         self.generator = generator
-        self.window = decode_window(generator.config)        # tokens per decoding window (the training length)
-        self.overlap = generator.config.max_tokens // 4       # tokens fixed from the previous window
+        self.window = decode_window(generator.config)                   # tokens per window: the training length
+        self.overlap = min(OVERLAP, generator.config.max_tokens // 4)   # tokens fixed from the previous window
+
+    def set_generator(self, generator) -> None:
+        """Use `generator`, with the windows of its own training length (as a new backend would)."""
+        self.__init__(generator, self.tokenizer, self.residual, self.residual_text, self.n_residual)
 
     def text(self, hidden, mask):  # -> (fine-tuned text (S, 384), frozen text (S, 384))
         return self.generator.encode_text(hidden, mask), self.residual_text(hidden, mask)[1]

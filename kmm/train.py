@@ -128,28 +128,45 @@ def _pad_rows(crops):  # [(L_b, Q)] -> codes (B, max L_b, Q) zero-padded, length
     return codes, lengths
 
 
-def generator_batch(tc: TokenCorpus, idx, max_tokens: int, rng: np.random.Generator):
-    crops = [_random_crop(tc.codes[i], max_tokens, rng) for i in idx]
+def _window_length(max_tokens: int, min_tokens: int, rng: np.random.Generator) -> int:
+    """A training window's length: max_tokens, or uniform in [min_tokens, max_tokens] when min_tokens > 0 (a
+    generator that decodes long windows also sees short prompts and timelines of short segments)."""
+    return int(rng.integers(min_tokens, max_tokens + 1)) if min_tokens > 0 else max_tokens
+
+
+def generator_batch(tc: TokenCorpus, idx, max_tokens: int, rng: np.random.Generator, min_tokens: int = 0):
+    crops = [_random_crop(tc.codes[i], _window_length(max_tokens, min_tokens, rng), rng) for i in idx]
     codes, lengths = _pad_rows(crops)
     return codes, lengths, torch.tensor([len(tc.codes[i]) for i in idx])
 
 
-def pair_windows(tc: TokenCorpus, idx, partner, max_tokens: int, rng: np.random.Generator):
+def pair_windows(tc: TokenCorpus, idx, partner, max_tokens: int, rng: np.random.Generator, min_tokens: int = 0,
+                 at_boundaries: bool = False):
     """Windows that join two clips (ours: a timeline joins segments, and each must follow its own text up to the
     boundary). Row b with partner[b] >= 0: a crop of clip idx[b] of 1/4..3/4 of max_tokens (shorter clips whole),
     then a crop of clip partner[b] filling the rest; other rows: one clip, cropped as in `generator_batch`.
     -> codes (B, T, Q), lengths (B,), full (B,) (> any length-head target for joined rows: no length target),
-    split (B,): the first token of the second clip (= length for one clip)."""
+    split (B,): the first token of the second clip (= length for one clip). min_tokens > 0: each row's window
+    length is drawn in [min_tokens, max_tokens] first (`_window_length`). at_boundaries: the joined row is the *end*
+    of clip i then the *start* of clip j, as in a timeline, where each segment's action begins at its boundary (with
+    random slices the second text often starts mid-action, e.g. already seated, and a model learns to start a
+    segment's action before its boundary)."""
     crops, full, split = [], [], []
     for i, j in zip(idx, partner):
         c = tc.codes[i]
+        W = _window_length(max_tokens, min_tokens, rng)
         if j < 0:
-            crops.append(_random_crop(c, max_tokens, rng))
+            crops.append(_random_crop(c, W, rng))
             split.append(len(crops[-1]))
             full.append(len(c))
             continue
-        a = _random_crop(c, int(rng.integers(max_tokens // 4, 3 * max_tokens // 4 + 1)), rng)
-        crops.append(torch.cat([a, _random_crop(tc.codes[j], max_tokens - len(a), rng)]))
+        n_a = int(rng.integers(W // 4, 3 * W // 4 + 1))
+        if at_boundaries:
+            a = c[-n_a:]
+            crops.append(torch.cat([a, tc.codes[j][:W - len(a)]]))
+        else:
+            a = _random_crop(c, n_a, rng)
+            crops.append(torch.cat([a, _random_crop(tc.codes[j], W - len(a), rng)]))
         split.append(len(a))
         full.append(10 ** 6)
     codes, lengths = _pad_rows(crops)
@@ -344,9 +361,10 @@ def train_generator(name: str, tc: TokenCorpus, tc_val: TokenCorpus, tokenizer: 
         if two_texts:   # some windows join two clips, each with its own text (pair_windows)
             partner = np.where(rng.random(len(idx)) < recipe.pair_prob,
                                _sample_clips_tokens(tc, len(idx), rng, weights), -1)
-            codes, lengths, full, split = pair_windows(tc, idx, partner, cfg.max_tokens, rng)
+            codes, lengths, full, split = pair_windows(tc, idx, partner, cfg.max_tokens, rng, recipe.window_min_tokens,
+                                                       recipe.pair_at_boundaries)
         else:
-            codes, lengths, full = generator_batch(tc, idx, cfg.max_tokens, rng)
+            codes, lengths, full = generator_batch(tc, idx, cfg.max_tokens, rng, recipe.window_min_tokens)
         texts = [texts_src.pick(tc.captions[i]) for i in idx]
         if two_texts:
             texts2 = [texts_src.pick(tc.captions[j]) if j >= 0 else t for j, t in zip(partner, texts)]

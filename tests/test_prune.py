@@ -152,6 +152,42 @@ def test_distillation_term_is_zero_against_an_identical_teacher_and_only_added_w
     assert parts_other["kd"] > 1e-3 and other.item() == pytest.approx(plain.item() + parts_other["kd"], rel=1e-4)
 
 
+def test_windows_of_drawn_lengths_for_generators_that_decode_long_windows():
+    """Recipe.window_min_tokens > 0: every window's length is drawn in [min, max] (long clips cropped to it, short
+    ones whole, joined rows filled to it); 0 keeps the fixed max_tokens crops, random stream included."""
+    import numpy as np
+
+    from kmm.train import TokenCorpus, generator_batch, pair_windows
+
+    clips = [torch.arange(n * 3).reshape(n, 3) for n in (300, 300, 300, 10)]
+    tc = TokenCorpus(clips, [["a"], ["b"], ["c"], ["d"]])
+    lengths = [generator_batch(tc, [0, 1, 2], 256, np.random.default_rng(s), min_tokens=16)[1] for s in range(20)]
+    drawn = torch.cat(lengths)
+    assert 16 <= int(drawn.min()) < 100 and 200 < int(drawn.max()) <= 256 and len(set(drawn.tolist())) > 20
+    assert generator_batch(tc, [3], 256, np.random.default_rng(0), min_tokens=16)[1].tolist() == [10]
+    fixed = generator_batch(tc, [0, 1, 2], 256, np.random.default_rng(0))
+    again = generator_batch(tc, [0, 1, 2], 256, np.random.default_rng(0), min_tokens=0)
+    assert fixed[1].tolist() == [256] * 3 and torch.equal(fixed[0], again[0])
+    _, n, _, split = pair_windows(tc, [0, 1], np.array([2, 2]), 256, np.random.default_rng(1), min_tokens=16)
+    assert (n <= 256).all() and (split < n).all() and len(set(n.tolist())) == 2
+
+
+def test_pairs_at_boundaries_join_the_end_of_one_clip_to_the_start_of_the_next():
+    import numpy as np
+
+    from kmm.train import TokenCorpus, pair_windows
+
+    clips = [torch.arange(n * 3).reshape(n, 3) + 1000 * k for k, n in enumerate((30, 40, 5))]
+    tc = TokenCorpus(clips, [["a"], ["b"], ["c"]])
+    codes, lengths, _, split = pair_windows(tc, [0, 2], np.array([1, 1]), 16, np.random.default_rng(0),
+                                            at_boundaries=True)
+    for row, first_clip in enumerate((0, 2)):
+        s, n = int(split[row]), int(lengths[row])
+        assert torch.equal(codes[row, :s], clips[first_clip][-s:])          # clip i up to its last token
+        assert torch.equal(codes[row, s:n], clips[1][:n - s])               # clip j from its first token
+    assert int(split[1]) == 5                                                # a short clip i joins whole
+
+
 def test_pair_windows_join_two_clips_and_a_second_text_conditions_the_second_part():
     """train.pair_windows: a joined row is a slice of clip i then a slice of clip j (split = the first token of j),
     within max_tokens and with no length target; a one-clip row has split = length. generator_step: with the

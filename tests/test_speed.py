@@ -171,6 +171,27 @@ def test_decode_window_is_the_training_length_unless_long_windows_are_asked_for(
     assert shipped.backend.overlap == 16
 
 
+def test_windows_follow_the_generators_training_length(shipped):
+    """A generator trained on 256-token windows decodes in 256-token windows with the same 16-token overlap; the
+    bench's random-init transformer keeps the recipe's 64 whatever the KMM generator was trained on."""
+    import dataclasses
+
+    from kmm.eval.bench import load_pipeline
+    from kmm.generators.kmm.model import MaskedGenerator
+
+    backend, shipped_gen = shipped.backend, shipped.backend.generator
+    longer = MaskedGenerator(dataclasses.replace(shipped_gen.config, max_tokens=256)).eval()
+    try:
+        backend.set_generator(longer)
+        assert (backend.window, backend.overlap) == (256, 16)
+    finally:
+        backend.set_generator(shipped_gen)
+    assert (backend.window, backend.overlap) == (64, 16)
+    pipe, note = load_pipeline(SHIPPED, "transformer")
+    assert pipe.generator.config.backbone == "transformer" and pipe.backend.generator is pipe.generator
+    assert pipe.backend.window == pipe.generator.config.max_tokens == 64
+
+
 def test_a_long_window_decodes_a_long_timeline_in_one_window(shipped):
     """200 tokens (four 10-s segments, over three training windows) in a 256-token window: `steps` doubled batches
     over the whole timeline instead of four windows one after another; deterministic."""

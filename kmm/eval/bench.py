@@ -138,6 +138,7 @@ def load_pipeline(weights: Path, name: str, device: str | None = None):
 
     import torch
 
+    from kmm.config import GeneratorConfig
     from kmm.generators.kmm.model import MaskedGenerator
     from kmm.pipeline import Pipeline, available_generators
 
@@ -147,12 +148,15 @@ def load_pipeline(weights: Path, name: str, device: str | None = None):
     pipe = Pipeline.from_pretrained(weights, generator="kmm", device=device,
                                     model_id=f"{Path(weights).name}/transformer ({RANDOM_INIT})")
     # a plain two-pass classifier-free-guidance transformer, as trained baselines are, even when the KMM
-    # generator was guidance-distilled into one pass (`guidance_head`)
-    config = dataclasses.replace(pipe.generator.config, backbone="transformer", guidance_head=False)
+    # generator was guidance-distilled into one pass (`guidance_head`), with the recipe's training window (64
+    # tokens) also when the KMM generator was trained on longer ones: attention costs the square of the window
+    config = dataclasses.replace(pipe.generator.config, backbone="transformer", guidance_head=False,
+                                 max_tokens=GeneratorConfig().max_tokens)
     with torch.random.fork_rng():
         torch.manual_seed(0)
         model = MaskedGenerator(config)
-    pipe.backend.generator = pipe.generator = model.to(pipe.device).eval()
+    pipe.generator = model.to(pipe.device).eval()
+    pipe.backend.set_generator(pipe.generator)
     return pipe, RANDOM_INIT
 
 

@@ -38,6 +38,8 @@ class Recipe(_JsonConfig):
     distill_weight: float = 1.0         # weight of the teacher's KL term when distill_from is set
     distill_guided: bool = False        # that KL between guided logits (two-pass student; train.generator_step)
     pair_prob: float = 0.0              # generators: share of windows joining two clips with two texts; 0 = off
+    window_min_tokens: int = 0          # generators: each window's length drawn in [this, max_tokens]; 0 = max_tokens
+    pair_at_boundaries: bool = False    # joined windows: clip i's end, then clip j's start (as a timeline's segments)
     teacher_samples: int = 0            # generators: windows the distill_from teacher samples (kmm.training.teacher_set); 0 = off
     teacher_share: float = 0.5          # share of each generator batch's rows taken from those windows
     teacher_pair_share: float = 0.5     # share of those windows that hold two texts (a timeline's boundary)
