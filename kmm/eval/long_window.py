@@ -35,7 +35,6 @@ import numpy as np
 from kmm.config import DEFAULT_GUIDANCE
 
 
-
 def default_modes(training_window: int, long_window: int, extra_windows=()) -> dict:
     """mode name -> (window tokens, one schedule per segment): the three modes of the module docstring, plus a
     "window-N" mode (segment schedules) for every N in `extra_windows`."""
@@ -58,12 +57,12 @@ def run_long_window(*, data=None, split: str = "test", evaluator_dir="assets/eva
                     example_seeds: int = 8, device: str | None = None, log=print) -> dict:
     import torch
 
+    from kmm.app_logic import load_examples
+    from kmm.backends import decode_window
     from kmm.data import load_dataset, resolve_data_dirs
     from kmm.eval.evaluate import (embedding_metrics, real_reference, select_items, summarize,
                                    transition_metrics)
     from kmm.eval.evaluator import FrozenEvaluator
-    from kmm.app_logic import load_examples
-    from kmm.backends import decode_window
     from kmm.eval.example_seeds import failures
     from kmm.pipeline import Pipeline
 
@@ -86,7 +85,7 @@ def run_long_window(*, data=None, split: str = "test", evaluator_dir="assets/eva
            "segments": n_segments, "overlap": backend.overlap,
            "settings": {"steps": steps, "guidance": guidance, "threads": torch.get_num_threads()},
            "modes": {}}
-    default_window = backend.window
+    default = backend.window, backend.segment_schedules
     try:
         for mode, (window, schedules) in modes.items():
             backend.window, backend.segment_schedules = window, schedules
@@ -112,7 +111,7 @@ def run_long_window(*, data=None, split: str = "test", evaluator_dir="assets/eva
                 "segment_metrics": metrics, "examples_passed": passes, "example_seeds": example_seeds,
                 "per_seed": {k: summarize([row[k] for row in rows]) for k in rows[0]}}
     finally:
-        backend.window, backend.segment_schedules = default_window, True
+        backend.window, backend.segment_schedules = default
     out["wall_s"] = time.perf_counter() - t_start
     out["torch"] = torch.__version__
     return out

@@ -121,11 +121,11 @@ def _remask_per_group(conf, is_mask, free, groups, keep: float):
     B, T = conf.shape
     G = int(groups.max()) + 1
     g = groups.clamp(min=0)
-    n_next = torch.floor(torch.zeros(B, G).scatter_add_(1, g, free.float()) * keep).long()      # (B, G)
+    n_next = torch.floor(conf.new_zeros(B, G).scatter_add_(1, g, free.float()) * keep).long()   # (B, G)
     # rank inside a group: sort by (group, confidence); tokens of lower groups come first
     key = g.double() * 4.0 + conf.double().clamp(max=2.0)                           # conf ∈ [0, 1], else 2
     rank = key.argsort(dim=1).argsort(dim=1)                                        # (B, T)
-    start = torch.cumsum(torch.zeros(B, G, dtype=torch.long).scatter_add_(1, g, torch.ones_like(g)), 1)
+    start = torch.cumsum(g.new_zeros(B, G).scatter_add_(1, g, torch.ones_like(g)), 1)
     start = torch.cat([start.new_zeros(B, 1), start[:, :-1]], 1)                    # (B, G) first rank of g
     return (rank - start.gather(1, g) < n_next.gather(1, g)) & is_mask
 
