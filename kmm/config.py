@@ -71,6 +71,7 @@ class GeneratorConfig(_JsonConfig):
     expand: int = 1
     d_inner: int = 0                      # Mamba channels per direction; 0 = expand · d_model (a pruned model: #16)
     ff_dim: int = 0                       # block feed-forward width; 0 = 2 · d_model
+    shared_proj: bool = False             # ours (#16): both directions share in/out projections (SharedBiMambaBlock)
     n_heads: int = 4                      # transformer baseline only
     dropout: float = 0.1
     text: TextConfig = field(default_factory=TextConfig)

@@ -5,6 +5,7 @@ import torch
 
 from kmm.model import mamba as mamba_module
 from kmm.model.mamba import BiMambaBlock, Mamba, causal_conv1d, causal_conv1d_kernel, reverse_valid
+from kmm.model.shared_mamba import SharedBiMambaBlock
 from kmm.ops import cpu_kernel
 from kmm.ops.scan import (_ScanCore, cpu_scan_backend, fused_available, reference_scan, selective_scan,
                           selective_scan_cpu, selective_scan_ref)
@@ -164,9 +165,10 @@ def test_mamba_cpu_path_matches_reference():
 
 
 @needs_kernel
-def test_bidirectional_cpu_path_matches_reference_on_valid_positions():
+@pytest.mark.parametrize("block", [BiMambaBlock, SharedBiMambaBlock])   # two Mambas, or shared projections
+def test_bidirectional_cpu_path_matches_reference_on_valid_positions(block):
     torch.manual_seed(1)
-    blk = BiMambaBlock(16, d_state=4, expand=2, dropout=0.0).eval()
+    blk = block(16, d_state=4, expand=2, dropout=0.0).eval()
     x = torch.randn(3, 12, 16)
     lengths = torch.tensor([12, 7, 1])
     with torch.no_grad():

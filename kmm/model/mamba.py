@@ -46,46 +46,63 @@ def causal_conv1d(x, conv: nn.Conv1d, activation: bool = True):
     return F.silu(y) if activation else y
 
 
-class Mamba(nn.Module):
-    def __init__(self, d_model: int, d_state: int = 16, d_conv: int = 4, expand: int = 2,
-                 dt_min: float = 1e-3, dt_max: float = 0.1, d_inner: int | None = None):
+class ScanBranch(nn.Module):
+    """The selective-scan half of a Mamba block: depthwise causal convolution, input-dependent Δ, B, C and the
+    scan itself, gated by z. `Mamba` adds its input and output projections; `SharedBiMambaBlock`
+    (kmm/model/shared_mamba.py) runs two branches behind one pair of projections."""
+
+    def __init__(self, d_model: int, d_inner: int, d_state: int = 16, d_conv: int = 4,
+                 dt_min: float = 1e-3, dt_max: float = 0.1):
         super().__init__()
-        self.d_inner = d_inner or expand * d_model        # d_inner overrides expand (a pruned block, #16)
-        self.d_state = d_state
+        self._build_branch(d_model, d_inner, d_state, d_conv, dt_min, dt_max)
+
+    def _build_branch(self, d_model, d_inner, d_state, d_conv, dt_min, dt_max):
+        self.d_inner, self.d_state = d_inner, d_state
         self.dt_rank = math.ceil(d_model / 16)
-        self.in_proj = nn.Linear(d_model, 2 * self.d_inner, bias=False)
-        self.conv1d = nn.Conv1d(self.d_inner, self.d_inner, d_conv, groups=self.d_inner, padding=d_conv - 1)
-        self.x_proj = nn.Linear(self.d_inner, self.dt_rank + 2 * d_state, bias=False)
-        self.dt_proj = nn.Linear(self.dt_rank, self.d_inner, bias=True)
+        self.conv1d = nn.Conv1d(d_inner, d_inner, d_conv, groups=d_inner, padding=d_conv - 1)
+        self.x_proj = nn.Linear(d_inner, self.dt_rank + 2 * d_state, bias=False)
+        self.dt_proj = nn.Linear(self.dt_rank, d_inner, bias=True)
         # dt bias initialised so softplus(bias) is log-uniform in [dt_min, dt_max] (as in mamba-ssm)
-        dt = torch.exp(torch.rand(self.d_inner) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min))
+        dt = torch.exp(torch.rand(d_inner) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min))
         with torch.no_grad():
             self.dt_proj.bias.copy_(dt + torch.log(-torch.expm1(-dt)))
-        A = torch.arange(1, d_state + 1, dtype=torch.float32).repeat(self.d_inner, 1)
+        A = torch.arange(1, d_state + 1, dtype=torch.float32).repeat(d_inner, 1)
         self.A_log = nn.Parameter(torch.log(A))                     # (D_in, N)
-        self.D = nn.Parameter(torch.ones(self.d_inner))
-        self.out_proj = nn.Linear(self.d_inner, d_model, bias=False)
+        self.D = nn.Parameter(torch.ones(d_inner))
 
-    def forward(self, x):  # (B, L, d_model) -> (B, L, d_model)
-        if cpu_fast_path(x, self.A_log):   # CPU inference: C kernels (kmm/ops/scan_cpu.c)
-            return self._forward_cpu(x)
-        length = x.shape[1]
-        # 1. input projection into the scanned branch x and the gate z
-        xz = rearrange(self.in_proj(x), "b l d -> b d l")
-        x, z = xz.chunk(2, dim=1)                                    # (B, D_in, L) each
-        # 2. causal depthwise convolution
+    def scan(self, x, z):  # (B, D_in, L) each -> y (B, D_in, L); the reference / CUDA path
+        length = x.shape[-1]
+        # 1. causal depthwise convolution
         x = causal_conv1d(x, self.conv1d)
-        # 3. input-dependent Δ, B, C
+        # 2. input-dependent Δ, B, C
         x_dbl = self.x_proj(rearrange(x, "b d l -> (b l) d"))
         dt, B, C = torch.split(x_dbl, [self.dt_rank, self.d_state, self.d_state], dim=-1)
         dt = rearrange(self.dt_proj.weight @ dt.t(), "d (b l) -> b d l", l=length)
         B = rearrange(B, "(b l) n -> b n l", l=length).contiguous()
         C = rearrange(C, "(b l) n -> b n l", l=length).contiguous()
-        # 4. selective scan (fused kernel on CUDA when installed)
+        # 3. selective scan, gated by z (fused kernel on CUDA when installed)
         A = -torch.exp(self.A_log.float())
-        y = selective_scan(x, dt, A, B, C, self.D.float(), z=z, delta_bias=self.dt_proj.bias.float(),
-                           delta_softplus=True)
-        return self.out_proj(rearrange(y, "b d l -> b l d"))
+        return selective_scan(x, dt, A, B, C, self.D.float(), z=z, delta_bias=self.dt_proj.bias.float(),
+                              delta_softplus=True)
+
+
+class Mamba(ScanBranch):
+    def __init__(self, d_model: int, d_state: int = 16, d_conv: int = 4, expand: int = 2,
+                 dt_min: float = 1e-3, dt_max: float = 0.1, d_inner: int | None = None):
+        nn.Module.__init__(self)
+        d_inner = d_inner or expand * d_model                       # d_inner overrides expand (a pruned block, #16)
+        # parameters made in mamba-ssm's order (in_proj first), so a seed gives the same weights as before
+        self.in_proj = nn.Linear(d_model, 2 * d_inner, bias=False)
+        self._build_branch(d_model, d_inner, d_state, d_conv, dt_min, dt_max)
+        self.out_proj = nn.Linear(self.d_inner, d_model, bias=False)
+
+    def forward(self, x):  # (B, L, d_model) -> (B, L, d_model)
+        if cpu_fast_path(x, self.A_log):   # CPU inference: C kernels (kmm/ops/scan_cpu.c)
+            return self._forward_cpu(x)
+        # 1. input projection into the scanned branch x and the gate z; 2-4. convolution, Δ/B/C, scan
+        xz = rearrange(self.in_proj(x), "b l d -> b d l")
+        x, z = xz.chunk(2, dim=1)                                    # (B, D_in, L) each
+        return self.out_proj(rearrange(self.scan(x, z), "b d l -> b l d"))
 
     def _forward_cpu(self, x):  # (B, L, d_model) -> (B, L, d_model); CPU inference, same math as forward
         # channels-last throughout: the kernels read strided views, so nothing is transposed or copied
@@ -121,6 +138,9 @@ class BiMambaBlock(nn.Module):
         self.norm = nn.LayerNorm(d_model)
         self.fwd = Mamba(d_model, d_state, d_conv, expand, d_inner=d_inner)
         self.bwd = Mamba(d_model, d_state, d_conv, expand, d_inner=d_inner)
+        self._add_feed_forward(d_model, ff_dim, dropout)
+
+    def _add_feed_forward(self, d_model: int, ff_dim: int, dropout: float):
         self.norm_ff = nn.LayerNorm(d_model)
         self.ff = nn.Sequential(nn.Linear(d_model, ff_dim), nn.GELU(), nn.Linear(ff_dim, d_model))
         self.drop = nn.Dropout(dropout)
@@ -130,8 +150,11 @@ class BiMambaBlock(nn.Module):
         if cpu_fast_path(h, self.fwd.A_log) and not self.training:
             x = self._both_cpu(h, lengths, residual=x)                     # x + both directions, one GEMM
         else:
-            x = x + self.drop(self.fwd(h) + reverse_valid(self.bwd(reverse_valid(h, lengths)), lengths))
+            x = x + self.drop(self.mix(h, lengths))
         return x + self.drop(self.ff(self.norm_ff(x)))
+
+    def mix(self, h, lengths):  # (B, L, d), (B,) -> (B, L, d): both directions summed, reference path
+        return self.fwd(h) + reverse_valid(self.bwd(reverse_valid(h, lengths)), lengths)
 
     def _both_cpu(self, h, lengths, residual):  # (B, L, d), (B,), (B, L, d) -> residual + y (B, L, d)
         """The same sum as forward's, computed as one Mamba with 2·D_in channels in two groups: group 1 runs

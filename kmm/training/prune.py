@@ -28,6 +28,7 @@ import torch
 
 from kmm.generators.kmm.model import MaskedGenerator
 from kmm.model.mamba import BiMambaBlock, Mamba
+from kmm.model.shared_mamba import SharedBiMambaBlock
 from kmm.ops.scan import reference_scan
 
 
@@ -49,8 +50,8 @@ def collect_importance(gen: MaskedGenerator):
 
     weights = {}
     for i, block in enumerate(gen.blocks):
-        if not isinstance(block, BiMambaBlock):
-            raise TypeError("pruning needs the Mamba backbone")
+        if not isinstance(block, BiMambaBlock) or isinstance(block, SharedBiMambaBlock):
+            raise TypeError("pruning needs the Mamba backbone with one Mamba per direction (not shared_proj)")
         for side in ("fwd", "bwd"):
             m: Mamba = getattr(block, side)
             handles.append(m.out_proj.register_forward_pre_hook(hook(f"blocks.{i}.{side}")))

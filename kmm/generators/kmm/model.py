@@ -22,6 +22,7 @@ from torch import nn
 from kmm.config import GeneratorConfig
 from kmm.generators.kmm.masking import valid_mask
 from kmm.model.mamba import BiMambaBlock
+from kmm.model.shared_mamba import SharedBiMambaBlock
 from kmm.model.text import TextTop
 from kmm.model.weights import PretrainedMixin
 
@@ -46,8 +47,9 @@ class TransformerBlock(nn.Module):
 
 def make_blocks(c, n_layers: int) -> nn.ModuleList:
     if c.backbone == "mamba":
-        return nn.ModuleList(BiMambaBlock(c.d_model, c.d_state, c.d_conv, c.expand, dropout=c.dropout,
-                                          d_inner=c.d_inner or None, ff_dim=c.ff_dim or None)
+        block = SharedBiMambaBlock if c.shared_proj else BiMambaBlock
+        return nn.ModuleList(block(c.d_model, c.d_state, c.d_conv, c.expand, dropout=c.dropout,
+                                   d_inner=c.d_inner or None, ff_dim=c.ff_dim or None)
                              for _ in range(n_layers))
     if c.backbone == "transformer":
         return nn.ModuleList(TransformerBlock(c.d_model, c.n_heads, c.dropout) for _ in range(n_layers))
