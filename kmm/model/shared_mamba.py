@@ -12,7 +12,7 @@ projection and write through one output projection; each keeps its own convoluti
 
 That is 3·d² per token at D_in = d, half of `BiMambaBlock`'s, with the same scan width. A feed-forward layer
 follows, pre-norm and residual throughout, as in `BiMambaBlock`.
-Paths: `forward` is the reference (autograd; on CUDA the scan and the convolution use the fused kernels when
+Paths: `mix` is the reference (autograd; on CUDA the scan and the convolution use the fused kernels when
 installed); CPU inference runs both directions as one two-group C kernel call (`_both_cpu`), tested for
 parity in tests/test_shared_mamba.py.
 """
