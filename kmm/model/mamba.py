@@ -188,24 +188,33 @@ class BiMambaBlock(nn.Module):
     def _fused_weights(self) -> dict:
         """Both directions' weights laid side by side for `_both_cpu`; rebuilt whenever a parameter changes
         (its version counter or storage), so training, `load_state_dict` and `.to()` are all seen."""
-        f, b = self.fwd, self.bwd
         cache = self.__dict__.get("_fused_cache")
         if cache is not None and all(p.data_ptr() == ptr and p._version == v for p, ptr, v in cache[0]):
             return cache[1]
-        R, N = f.dt_rank, f.d_state
         with torch.no_grad():
-            def block_diag(a, c):
-                return torch.block_diag(a.float(), c.float())
-            xf, xb = f.x_proj.weight.float(), b.x_proj.weight.float()                # (R + 2N, D_in)
-            w = {"in": torch.cat([f.in_proj.weight, b.in_proj.weight]).float().contiguous(),
-                 "conv_w": torch.cat([f.conv1d.weight, b.conv1d.weight]).float().contiguous(),
-                 "conv_b": torch.cat([f.conv1d.bias, b.conv1d.bias]).float().contiguous(),
-                 "x": torch.cat([block_diag(xf[:R], xb[:R]), block_diag(xf[R:], xb[R:])]).contiguous(),
-                 "dt": block_diag(f.dt_proj.weight, b.dt_proj.weight).contiguous(),
-                 "dt_b": torch.cat([f.dt_proj.bias, b.dt_proj.bias]).float().contiguous(),
-                 "A_t": (-torch.exp(torch.cat([f.A_log, b.A_log]).float())).t().contiguous(),
-                 "D": torch.cat([f.D, b.D]).float().contiguous(),
-                 "out_t": torch.cat([f.out_proj.weight, b.out_proj.weight], dim=1).float().t()}
-            w["conv_w_t"] = w["conv_w"].reshape(w["conv_w"].shape[0], -1).t().contiguous()     # (K, 2 D_in)
-        self.__dict__["_fused_cache"] = ([(p, p.data_ptr(), p._version) for m in (f, b) for p in m.parameters()], w)
+            w = self._build_fused()
+        self.__dict__["_fused_cache"] = ([(p, p.data_ptr(), p._version) for p in self.parameters()], w)
+        return w
+
+    def _build_fused(self) -> dict:
+        """The two scan branches (`_branch_weights`) + both directions' projections, input and output."""
+        f, b = self.fwd, self.bwd
+        w = self._branch_weights()
+        w["in"] = torch.cat([f.in_proj.weight, b.in_proj.weight]).float().contiguous()
+        w["out_t"] = torch.cat([f.out_proj.weight, b.out_proj.weight], dim=1).float().t()
+        return w
+
+    def _branch_weights(self) -> dict:
+        """The two scan branches side by side, block-diagonal where they act per branch."""
+        f, b = self.fwd, self.bwd
+        R = f.dt_rank
+        xf, xb = f.x_proj.weight.float(), b.x_proj.weight.float()                    # (R + 2N, D_in)
+        w = {"conv_w": torch.cat([f.conv1d.weight, b.conv1d.weight]).float().contiguous(),
+             "conv_b": torch.cat([f.conv1d.bias, b.conv1d.bias]).float().contiguous(),
+             "x": torch.cat([torch.block_diag(xf[:R], xb[:R]), torch.block_diag(xf[R:], xb[R:])]).contiguous(),
+             "dt": torch.block_diag(f.dt_proj.weight.float(), b.dt_proj.weight.float()).contiguous(),
+             "dt_b": torch.cat([f.dt_proj.bias, b.dt_proj.bias]).float().contiguous(),
+             "A_t": (-torch.exp(torch.cat([f.A_log, b.A_log]).float())).t().contiguous(),
+             "D": torch.cat([f.D, b.D]).float().contiguous()}
+        w["conv_w_t"] = w["conv_w"].reshape(w["conv_w"].shape[0], -1).t().contiguous()         # (K, 2 D_in)
         return w

@@ -72,25 +72,9 @@ class SharedBiMambaBlock(BiMambaBlock):
         d = residual.shape[-1]
         return torch.addmm(residual.reshape(-1, d), y.reshape(-1, Din), w["out_t"]).view(residual.shape)
 
-    def _fused_weights(self) -> dict:
-        """The two branches' weights side by side (block-diagonal where they act per branch), rebuilt whenever a
-        parameter changes (its version counter or storage)."""
-        f, b = self.fwd, self.bwd
-        params = [*f.parameters(), *b.parameters(), self.out_proj.weight]
-        cache = self.__dict__.get("_fused_cache")
-        if cache is not None and all(p.data_ptr() == ptr and p._version == v for p, ptr, v in cache[0]):
-            return cache[1]
-        R = f.dt_rank
-        with torch.no_grad():
-            xf, xb = f.x_proj.weight.float(), b.x_proj.weight.float()             # (R + 2N, D_in)
-            w = {"conv_w": torch.cat([f.conv1d.weight, b.conv1d.weight]).float().contiguous(),
-                 "conv_b": torch.cat([f.conv1d.bias, b.conv1d.bias]).float().contiguous(),
-                 "x": torch.cat([torch.block_diag(xf[:R], xb[:R]), torch.block_diag(xf[R:], xb[R:])]).contiguous(),
-                 "dt": torch.block_diag(f.dt_proj.weight.float(), b.dt_proj.weight.float()).contiguous(),
-                 "dt_b": torch.cat([f.dt_proj.bias, b.dt_proj.bias]).float().contiguous(),
-                 "A_t": (-torch.exp(torch.cat([f.A_log, b.A_log]).float())).t().contiguous(),
-                 "D": torch.cat([f.D, b.D]).float().contiguous(),
-                 "out_t": self.out_proj.weight.float().t()}
-            w["conv_w_t"] = w["conv_w"].reshape(w["conv_w"].shape[0], -1).t().contiguous()    # (K, 2 D_in)
-        self.__dict__["_fused_cache"] = ([(p, p.data_ptr(), p._version) for p in params], w)
+    def _build_fused(self) -> dict:
+        """`BiMambaBlock`'s side-by-side scan branches and the one output projection (the input projection is
+        used as it is)."""
+        w = self._branch_weights()
+        w["out_t"] = self.out_proj.weight.float().t()
         return w
