@@ -369,3 +369,16 @@ relative to the pelvis.
                                                       "train_log_last": logs["last"], "wall_s": w,
                                                       "written": time.strftime("%Y-%m-%d")}, indent=2) + "\n")
     return path
+
+
+def refresh_metrics(bundle: Path, dataset, split: str = "test") -> dict:
+    """Recompute `held_out_numbers` for the weights now in `bundle` (after one generator or the tokenizer was
+    replaced) and rewrite metrics.json's "held_out" part; the data table, training log and wall times of the run
+    that wrote the card stay as they were. -> the new numbers."""
+    path = bundle / "metrics.json"
+    old = json.loads(path.read_text()) if path.is_file() else {}
+    numbers = held_out_numbers(bundle, dataset, split)
+    path.write_text(json.dumps({**old, "held_out": numbers, "held_out_refreshed": time.strftime("%Y-%m-%d")},
+                               indent=2) + "\n")
+    return numbers
+

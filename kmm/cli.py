@@ -377,15 +377,25 @@ def add_export_weights_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--split", default="test")
     p.add_argument("--command", default="python -m kmm train --out runs/kmm", help="the training command, for the card")
     p.add_argument("--note", default="", help="a remark on how the run went, printed in the card's training section")
+    p.add_argument("--metrics-only", action="store_true",
+                   help="copy nothing, write no card: recompute the held-out numbers of the weights now in --out "
+                        "(after one part was replaced) into its metrics.json")
     p.set_defaults(func=cmd_export_weights)
 
 
 def cmd_export_weights(args: argparse.Namespace) -> int:
     import json
 
-    from kmm.card import copy_bundle, held_out_numbers, write_card
+    from kmm.card import copy_bundle, held_out_numbers, refresh_metrics, write_card
     from kmm.data import load_dataset, resolve_data_dirs
 
+    if args.metrics_only:
+        if not (args.out / "kmm" / "config.json").is_file():
+            raise CliError(f"{args.out} is not a weights bundle (no kmm/config.json)")
+        numbers = refresh_metrics(args.out, load_dataset(resolve_data_dirs(args.data)), args.split)
+        print(json.dumps(numbers, indent=2))
+        print(f"wrote {args.out / 'metrics.json'}")
+        return 0
     if not (args.run / "train_log.jsonl").is_file():
         raise CliError(f"{args.run} is not a training run folder (no train_log.jsonl)")
     dataset = load_dataset(resolve_data_dirs(args.data))

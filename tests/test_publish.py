@@ -1,6 +1,7 @@
 """push-to-hub: the dry run lists the shipped bundle and validates its card; pickles, oversized files, a model
 without config.json and a card without licence are refused before anything is sent; a push (fake HfApi, no
 network) uploads exactly the listed files and prints the commit to pin."""
+import json
 import shutil
 from pathlib import Path
 
@@ -116,3 +117,20 @@ def test_card_written_by_export_weights_passes(tmp_path):
     shutil.copy(REPO / "assets" / "kmm" / "README.md", tmp_path / "README.md")
     assert card_problems(tmp_path / "README.md") == []
     assert card_problems(tmp_path / "missing.md") == ["missing missing.md (model card)"]
+
+
+def test_export_weights_metrics_only_refreshes_the_held_out_numbers(tmp_path, tiny_bundle, mini_dir, capsys):
+    """After one part of a bundle is replaced, `--metrics-only` recomputes metrics.json's held-out numbers for the
+    weights now there and keeps the rest of the file; a folder without weights is a clear error."""
+    bundle = tmp_path / "bundle"
+    shutil.copytree(tiny_bundle, bundle)
+    (bundle / "metrics.json").write_text(json.dumps({"held_out": {"kmm": {"masked_token_acc": -1.0}},
+                                                     "data": {"kept": True}}))
+    assert main(["export-weights", "--out", str(bundle), "--metrics-only", "--data", str(mini_dir)]) == 0
+    metrics = json.loads((bundle / "metrics.json").read_text())
+    assert metrics["data"] == {"kept": True} and "held_out_refreshed" in metrics
+    kmm = metrics["held_out"]["kmm"]
+    assert 0.0 <= kmm["masked_token_acc"] <= 1.0 and kmm["params_m"] > 0
+    assert not (bundle / "README.md").exists()          # no card written
+    assert main(["export-weights", "--out", str(tmp_path / "empty"), "--metrics-only"]) == 2
+    assert "not a weights bundle" in capsys.readouterr().err

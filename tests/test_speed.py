@@ -326,3 +326,35 @@ def test_app_cold_start_launches_the_app_and_times_its_first_result(tiny_bundle,
     bad = measure_app_cold_start(tmp_path / "no-weights", threads=1)
     assert bad["first_result_s"] is None and bad["error"]
     assert "App cold start" not in render_bench({"hardware": {}, "repeats": 1, "models": {}, "app_cold_start": bad})
+
+
+def test_bench_transformer_keeps_the_default_block_when_kmm_is_narrower(tmp_path):
+    """A KMM generator trained with shared projections and a 256-unit feed-forward is timed against the same
+    transformer as the default-shape one (feed-forward 2 · d_model), not one shrunk with it."""
+    import dataclasses
+
+    from kmm.config import GeneratorConfig
+    from kmm.eval.bench import RANDOM_INIT, load_pipeline
+    from kmm.generators.kmm.model import MaskedGenerator
+    from kmm.pipeline import available_generators
+
+    if not (SHIPPED / "kmm" / "model.safetensors").is_file() or "transformer" in available_generators(SHIPPED):
+        pytest.skip("needs the shipped bundle without a trained transformer")
+    for entry in SHIPPED.iterdir():
+        if entry.name != "kmm":
+            (tmp_path / entry.name).symlink_to(entry)
+    shipped_config = MaskedGenerator.from_pretrained(SHIPPED / "kmm").config
+    narrow = dataclasses.replace(shipped_config, shared_proj=True, ff_dim=256)
+    torch.manual_seed(0)
+    MaskedGenerator(narrow).save_pretrained(tmp_path / "kmm")
+    pipe, note = load_pipeline(tmp_path, "transformer")
+    config = pipe.generator.config
+    default = GeneratorConfig()
+    assert note == RANDOM_INIT and config.backbone == "transformer"
+    assert (config.ff_dim, config.d_inner, config.shared_proj) == (default.ff_dim, default.d_inner, False)
+    assert (config.d_model, config.n_layers) == (narrow.d_model, narrow.n_layers)
+    assert pipe.generator.blocks[0].layer.linear1.out_features == 2 * narrow.d_model
+    narrow_transformer = MaskedGenerator(dataclasses.replace(config, ff_dim=256))    # honoured when asked for
+    assert narrow_transformer.blocks[0].layer.linear1.out_features == 256
+    kmm_pipe, _ = load_pipeline(tmp_path, "kmm")
+    assert kmm_pipe.generator.config.shared_proj and kmm_pipe.generator.config.ff_dim == 256

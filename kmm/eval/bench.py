@@ -24,8 +24,11 @@ the page answers, one `/generate` of the same 10-s prompt through gradio_client 
 once): seconds from launch to the page and to the first result.
 
 A bundle without trained transformer weights still gets a transformer row: a masked transformer with the KMM
-generator's own config (same width, depth, vocabulary, window; `backbone="transformer"`) and random weights
-(seed 0). The row is marked `"weights": "random-init"`. Its time is honest: the number of passes and their
+generator's width, depth, vocabulary and text encoder (`backbone="transformer"`) and random weights (seed 0). Its
+block keeps the default shape whatever KMM's speed choices (feed-forward 2 · d_model, the recipe's 64-token
+window): a KMM generator trained narrower (`ff_dim`, `d_inner`, `shared_proj`, issue #16) is timed against the
+same baseline as before, not against a transformer shrunk with it (`python -m kmm.eval.pass_cost` also times a
+transformer with a 256-unit feed-forward, for reference). The row is marked `"weights": "random-init"`. Its time is honest: the number of passes and their
 shapes do not depend on the weights (the same steps, windows and batch sizes), only the tokens do. It is always a
 plain classifier-free-guidance model (two passes per step, as one doubled batch), also when the KMM generator
 was guidance-distilled into one pass; each row's `passes_per_step` says which.
@@ -149,9 +152,12 @@ def load_pipeline(weights: Path, name: str, device: str | None = None):
                                     model_id=f"{Path(weights).name}/transformer ({RANDOM_INIT})")
     # a plain two-pass classifier-free-guidance transformer, as trained baselines are, even when the KMM
     # generator was guidance-distilled into one pass (`guidance_head`), with the recipe's training window (64
-    # tokens) also when the KMM generator was trained on longer ones: attention costs the square of the window
+    # tokens) also when the KMM generator was trained on longer ones (attention costs the square of the window),
+    # and the default block (feed-forward 2 · d_model) also when the KMM generator was trained narrower
+    default = GeneratorConfig()
     config = dataclasses.replace(pipe.generator.config, backbone="transformer", guidance_head=False,
-                                 max_tokens=GeneratorConfig().max_tokens)
+                                 max_tokens=default.max_tokens, ff_dim=default.ff_dim, d_inner=default.d_inner,
+                                 shared_proj=default.shared_proj)
     with torch.random.fork_rng():
         torch.manual_seed(0)
         model = MaskedGenerator(config)

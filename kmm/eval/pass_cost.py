@@ -24,6 +24,7 @@ SHAPES = {   # name -> GeneratorConfig overrides of the default (this bundle's) 
     "kmm d_inner 128, ff 256 (pruned / round 12 lean)": {"d_inner": 128, "ff_dim": 256},
     "kmm shared projections, ff 256": {"shared_proj": True, "ff_dim": 256},
     "kmm shared projections, ff 512": {"shared_proj": True},
+    "transformer, ff 256 (for reference: not the bench's baseline)": {"backbone": "transformer", "ff_dim": 256},
 }
 
 

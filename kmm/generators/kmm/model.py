@@ -36,9 +36,10 @@ def sinusoid(T: int, d: int, device=None):  # -> (T, d)
 
 
 class TransformerBlock(nn.Module):
-    def __init__(self, d_model: int, n_heads: int, dropout: float):
+    def __init__(self, d_model: int, n_heads: int, dropout: float, ff_dim: int | None = None):
         super().__init__()
-        self.layer = nn.TransformerEncoderLayer(d_model, n_heads, 2 * d_model, dropout, batch_first=True,
+        ff_dim = ff_dim or 2 * d_model                     # feed-forward width, as the Mamba blocks' default
+        self.layer = nn.TransformerEncoderLayer(d_model, n_heads, ff_dim, dropout, batch_first=True,
                                                 norm_first=True, activation="gelu")
 
     def forward(self, x, lengths):  # (B, T, d), (B,) -> (B, T, d)
@@ -52,7 +53,8 @@ def make_blocks(c, n_layers: int) -> nn.ModuleList:
                                    d_inner=c.d_inner or None, ff_dim=c.ff_dim or None)
                              for _ in range(n_layers))
     if c.backbone == "transformer":
-        return nn.ModuleList(TransformerBlock(c.d_model, c.n_heads, c.dropout) for _ in range(n_layers))
+        return nn.ModuleList(TransformerBlock(c.d_model, c.n_heads, c.dropout, ff_dim=c.ff_dim or None)
+                             for _ in range(n_layers))
     raise ValueError(f"unknown backbone {c.backbone!r}")
 
 
