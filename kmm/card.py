@@ -381,4 +381,3 @@ def refresh_metrics(bundle: Path, dataset, split: str = "test") -> dict:
     path.write_text(json.dumps({**old, "held_out": numbers, "held_out_refreshed": time.strftime("%Y-%m-%d")},
                                indent=2) + "\n")
     return numbers
-

@@ -28,8 +28,9 @@ generator's width, depth, vocabulary and text encoder (`backbone="transformer"`)
 block keeps the default shape whatever KMM's speed choices (feed-forward 2 · d_model, the recipe's 64-token
 window): a KMM generator trained narrower (`ff_dim`, `d_inner`, `shared_proj`, issue #16) is timed against the
 same baseline as before, not against a transformer shrunk with it (`python -m kmm.eval.pass_cost` also times a
-transformer with a 256-unit feed-forward, for reference). The row is marked `"weights": "random-init"`. Its time is honest: the number of passes and their
-shapes do not depend on the weights (the same steps, windows and batch sizes), only the tokens do. It is always a
+transformer with a 256-unit feed-forward, for reference). The row is marked `"weights": "random-init"`. Its time
+is honest: the number of passes and their shapes do not depend on the weights (the same steps, windows and batch
+sizes), only the tokens do. It is always a
 plain classifier-free-guidance model (two passes per step, as one doubled batch), also when the KMM generator
 was guidance-distilled into one pass; each row's `passes_per_step` says which.
 """
