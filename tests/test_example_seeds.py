@@ -25,3 +25,16 @@ def test_failures_lists_exactly_the_failing_checks(tiny_bundle, capsys):
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[0] == f"06_walk_jump_sit seed 0: {'PASS' if not bad else ' '.join(bad)}"
     assert lines[-1] == f"06_walk_jump_sit: passes at {int(not bad)} of 1 seeds (the file's seed: {ex.seed})"
+
+
+def test_values_prints_what_each_failing_check_measured(tiny_bundle, capsys):
+    from kmm.eval.example_seeds import check_results
+
+    pipe = Pipeline.from_pretrained(tiny_bundle)
+    ex = next(e for e in logic.load_examples(ROOT / "examples") if e.key == "06_walk_jump_sit")
+    results = check_results(pipe, ex, seed=0)
+    assert [label for label, _ in results] == [f"{k + 1}:{n}" for k, n in ex.checks]
+    bad = [(label, c) for label, c in results if not c.passed]
+    assert main(["--weights", str(tiny_bundle), "--only", "06_walk_jump_sit", "--seeds", "0", "--values"]) == 0
+    line = capsys.readouterr().out.strip().splitlines()[0]
+    assert line == "06_walk_jump_sit seed 0: " + (" ".join(f"{l} ({c.message})" for l, c in bad) if bad else "PASS")

@@ -5,7 +5,8 @@
 
 For every example: generate its segments with the chosen generator at each seed and run the example's checks
 (`kmm.eval.kinematic_checks`) on their segments, as `tests/test_examples.py` does for the example's own seed.
-Prints one line per example and seed (PASS, or the failing "segment:check" pairs) and a count per example.
+Prints one line per example and seed (PASS, or the failing "segment:check" pairs; with `--values`, what each
+failing check measured) and a count per example.
 """
 from __future__ import annotations
 
@@ -22,15 +23,19 @@ def parse_seeds(text: str) -> list[int]:
     return out
 
 
-def failures(pipe, example, seed: int, guidance: float | None = None) -> list[str]:
-    """The "segment:check" pairs (1-based segments) of `example` that fail at `seed`; [] = it passes."""
+def check_results(pipe, example, seed: int, guidance: float | None = None) -> list[tuple[str, object]]:
+    """[("segment:check" (1-based segment), kinematic_checks.Check)] for every check of `example` at `seed`."""
     from kmm.eval import kinematic_checks as K
 
     kwargs = {} if guidance is None else {"guidance": guidance}
     out = pipe.generate([(s.text, s.seconds) for s in example.segments], seed=seed, **kwargs)
     b = out.boundaries
-    return [f"{k + 1}:{name}" for k, name in example.checks
-            if not K.run_check(name, out.joints[b[k]:b[k + 1]]).passed]
+    return [(f"{k + 1}:{name}", K.run_check(name, out.joints[b[k]:b[k + 1]])) for k, name in example.checks]
+
+
+def failures(pipe, example, seed: int, guidance: float | None = None) -> list[str]:
+    """The "segment:check" pairs (1-based segments) of `example` that fail at `seed`; [] = it passes."""
+    return [label for label, check in check_results(pipe, example, seed, guidance) if not check.passed]
 
 
 def main(argv=None) -> int:
@@ -41,6 +46,7 @@ def main(argv=None) -> int:
     p.add_argument("--only", default="", help="comma list of example keys (file names without .json)")
     p.add_argument("--seeds", default="0-3", help='e.g. "0-7" or "0,2,5"')
     p.add_argument("--guidance", type=float, default=None, help="classifier-free guidance (default: the pipeline's)")
+    p.add_argument("--values", action="store_true", help="also print what each failing check measured")
     args = p.parse_args(argv)
     import torch
 
@@ -56,9 +62,10 @@ def main(argv=None) -> int:
             continue
         passed = 0
         for seed in seeds:
-            bad = failures(pipe, ex, seed, args.guidance)
+            bad = [(label, c) for label, c in check_results(pipe, ex, seed, args.guidance) if not c.passed]
             passed += not bad
-            print(f"{ex.key} seed {seed}: {'PASS' if not bad else ' '.join(bad)}", flush=True)
+            shown = [f"{label} ({c.message})" if args.values else label for label, c in bad]
+            print(f"{ex.key} seed {seed}: {'PASS' if not bad else ' '.join(shown)}", flush=True)
         print(f"{ex.key}: passes at {passed} of {len(seeds)} seeds (the file's seed: {ex.seed})", flush=True)
     return 0
 
