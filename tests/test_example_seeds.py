@@ -37,4 +37,5 @@ def test_values_prints_what_each_failing_check_measured(tiny_bundle, capsys):
     bad = [(label, c) for label, c in results if not c.passed]
     assert main(["--weights", str(tiny_bundle), "--only", "06_walk_jump_sit", "--seeds", "0", "--values"]) == 0
     line = capsys.readouterr().out.strip().splitlines()[0]
-    assert line == "06_walk_jump_sit seed 0: " + (" ".join(f"{l} ({c.message})" for l, c in bad) if bad else "PASS")
+    shown = bad if bad else [("PASS", None)] + results
+    assert line == "06_walk_jump_sit seed 0: " + " ".join(l if c is None else f"{l} ({c.message})" for l, c in shown)
