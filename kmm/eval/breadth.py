@@ -165,6 +165,18 @@ ACTIONS = (
 
 # --- 1. validation on real clips -----------------------------------------------------------------------
 
+def caption_split(clips, pattern: str, max_negatives: int | None, rng) -> tuple[list, list]:
+    """(positives, negatives): the clips whose own caption (label) matches `pattern` (a regex, any case), and
+    the others, at most `max_negatives` of them (drawn with `rng`, kept in their order; None: all)."""
+    pat = re.compile(pattern, re.I)
+    hit = [bool(pat.search(" ".join(c.labels or c.captions))) for c in clips]
+    pos = [c for c, h in zip(clips, hit) if h]
+    neg = [c for c, h in zip(clips, hit) if not h]
+    if max_negatives is not None and len(neg) > max_negatives:
+        neg = [neg[i] for i in sorted(rng.choice(len(neg), max_negatives, replace=False))]
+    return pos, neg
+
+
 def validate_checks(clips, max_negatives: int = 150, max_seconds: float = 10.0, seed: int = 0,
                     fallback_clips=()) -> dict:
     """Per action: pass rate of the check on real positives (caption names the action) and on real negatives
@@ -174,16 +186,11 @@ def validate_checks(clips, max_negatives: int = 150, max_seconds: float = 10.0, 
     rng = np.random.default_rng(seed)
     out = {}
     for a in ACTIONS:
-        pat = re.compile(a.keywords, re.I)
-        text = [" ".join(c.labels or c.captions) for c in clips]
-        pos = [c for c, t in zip(clips, text) if pat.search(t)]
+        pos, neg = caption_split(clips, a.keywords, max_negatives, rng)
         source = "held-out"
         if not pos:
-            pos = [c for c in fallback_clips if pat.search(" ".join(c.labels or c.captions))]
+            pos, _ = caption_split(fallback_clips, a.keywords, None, rng)
             source = "train"
-        neg = [c for c, t in zip(clips, text) if not pat.search(t)]
-        if len(neg) > max_negatives:
-            neg = [neg[i] for i in sorted(rng.choice(len(neg), max_negatives, replace=False))]
         n = int(max_seconds * FPS)
         p_rate = float(np.mean([a.check(c.joints)[0] for c in pos])) if pos else None
         n_rate = float(np.mean([a.check(c.joints[:n])[0] for c in neg])) if neg else None

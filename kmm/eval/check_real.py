@@ -17,11 +17,11 @@ measures them on held-out capture, so a model that "nearly" passes can be read a
 from __future__ import annotations
 
 import argparse
-import re
 
 import numpy as np
 
 from kmm.eval import kinematic_checks as K
+from kmm.eval.breadth import caption_split
 
 FPS = 20
 # check name -> regex over a real clip's caption/label that names the action (its positives)
@@ -43,11 +43,7 @@ def validate_example_checks(clips, names=None, max_negatives: int = 150, max_sec
     rng = np.random.default_rng(seed)
     out = {}
     for name in names or list(PATTERNS):
-        pat = re.compile(PATTERNS[name], re.I)
-        pos = [c for c in clips if pat.search(_caption(c))]
-        neg = [c for c in clips if not pat.search(_caption(c))]
-        if len(neg) > max_negatives:
-            neg = [neg[i] for i in sorted(rng.choice(len(neg), max_negatives, replace=False))]
+        pos, neg = caption_split(clips, PATTERNS[name], max_negatives, rng)
         n = int(max_seconds * FPS)
         p = [K.run_check(name, c.joints) for c in pos]
         q = [K.run_check(name, c.joints[:n]) for c in neg]
