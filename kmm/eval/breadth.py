@@ -165,11 +165,16 @@ ACTIONS = (
 
 # --- 1. validation on real clips -----------------------------------------------------------------------
 
+def caption_text(clip) -> str:
+    """A real clip's own caption (its label where it has one): what the action patterns are matched against."""
+    return " ".join(clip.labels or clip.captions)
+
+
 def caption_split(clips, pattern: str, max_negatives: int | None, rng) -> tuple[list, list]:
     """(positives, negatives): the clips whose own caption (label) matches `pattern` (a regex, any case), and
     the others, at most `max_negatives` of them (drawn with `rng`, kept in their order; None: all)."""
     pat = re.compile(pattern, re.I)
-    hit = [bool(pat.search(" ".join(c.labels or c.captions))) for c in clips]
+    hit = [bool(pat.search(caption_text(c))) for c in clips]
     pos = [c for c, h in zip(clips, hit) if h]
     neg = [c for c, h in zip(clips, hit) if not h]
     if max_negatives is not None and len(neg) > max_negatives:

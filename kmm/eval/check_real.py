@@ -21,19 +21,18 @@ import argparse
 import numpy as np
 
 from kmm.eval import kinematic_checks as K
-from kmm.eval.breadth import caption_split
+from kmm.eval.breadth import ACTIONS, caption_split, caption_text
+from kmm.motion.skeleton import FPS
 
-FPS = 20
-# check name -> regex over a real clip's caption/label that names the action (its positives)
+_KEYWORDS = {a.name: a.keywords for a in ACTIONS}
+# check name -> regex over a real clip's caption/label that names the action (its positives): the breadth
+# action's own pattern where there is one
 PATTERNS = {
-    "jump": r"\bjump", "sit": r"\bsit", "seated": r"\bsit", "kick": r"\bkick", "walk": r"\bwalk",
-    "turn_around": r"turn around|turns around|180|360|turn in place", "punch": r"\bpunch|\bboxing",
-    "squat": r"\bsquat", "walk_backwards": r"backward", "sidestep": r"side ?step|sideways|sidestep",
+    "jump": _KEYWORDS["jump"], "sit": _KEYWORDS["sit down"], "seated": _KEYWORDS["sit down"],
+    "kick": _KEYWORDS["kick"], "walk": r"\bwalk", "turn_around": _KEYWORDS["turn around"],
+    "punch": _KEYWORDS["punch"], "squat": _KEYWORDS["squat"], "walk_backwards": _KEYWORDS["walk backwards"],
+    "sidestep": _KEYWORDS["sidestep"],
 }
-
-
-def _caption(clip) -> str:
-    return " ".join(clip.labels or clip.captions)
 
 
 def validate_example_checks(clips, names=None, max_negatives: int = 150, max_seconds: float = 10.0,
@@ -52,7 +51,7 @@ def validate_example_checks(clips, names=None, max_negatives: int = 150, max_sec
             "median_positive": float(np.median([c.value for c in p])) if p else None,
             "negatives": len(q), "pass_negatives": float(np.mean([c.passed for c in q])) if q else None,
             "threshold": p[0].threshold if p else (q[0].threshold if q else None),
-            "clips": [(_caption(c)[:60], round(len(c.joints) / FPS, 2), round(r.value, 3), r.passed)
+            "clips": [(caption_text(c)[:60], round(len(c.joints) / FPS, 2), round(r.value, 3), r.passed)
                       for c, r in zip(pos, p)],
         }
     return out
