@@ -78,3 +78,27 @@ def test_reconstruction_error_separates_root_drift_from_pose(mini_dir):
     expected = sum(10.0 * t for n in lengths for t in range(n)) / sum(lengths)
     for v in drift.values():
         assert abs(v["root_integrated_mm"] - expected) < 0.01 * expected and v["pose_mm"] < 1e-3
+
+
+def test_code_usage_counts_the_base_layer_codes_the_clips_use(mini_dir):
+    """A fake tokenizer whose base code is the frame-chunk index mod 3: 3 codes used of 8, equally often
+    (perplexity 3); a clip shorter than one chunk adds nothing."""
+    from kmm.data import load_dataset
+    from kmm.eval.tokenizer_breadth import code_usage
+    from kmm.motion.features import Normalizer, joints_to_features
+
+    class Fake:
+        downsample = 4
+
+        class config:
+            n_codes = 8
+
+        def encode(self, x):                                          # (1, T, F) -> (1, T/4, Q = 2)
+            n = x.shape[1] // 4
+            return torch.stack([torch.arange(n) % 3, torch.full((n,), 7)], -1)[None]
+
+    clip = next(iter(load_dataset([mini_dir]).clips("test"))).joints
+    f = joints_to_features(clip[:48])                                # 48 frames -> 12 chunks: 4 of each code
+    identity = Normalizer(np.zeros(f.shape[1], np.float32), np.ones(f.shape[1], np.float32))
+    usage = code_usage(Fake(), identity, [clip[:48], clip[:2]])
+    assert usage["codes"] == 8 and usage["used"] == 3 and abs(usage["perplexity"] - 3.0) < 1e-6

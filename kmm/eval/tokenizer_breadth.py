@@ -12,7 +12,9 @@ pipeline's clean-up (`clean_joints`):
     base layer    encode → base layer only → decode (what the shipped pipeline decodes: residual_layers 0)
 Reported per action: the pass rate of the check at each stage and the mean value of its measure; and over all
 the split's clips, the mean per-joint position error of each stage against the capture (`reconstruction_error`):
-with the root path integrated over the whole clip (drift included, issue #14) and of the pose alone.
+with the root path integrated over the whole clip (drift included, issue #14) and of the pose alone; and how
+many of the base layer's codes those clips use, with the perplexity of their use (`code_usage`: a codebook whose
+codes go unused cannot keep rare poses apart, however large it is).
 """
 from __future__ import annotations
 
@@ -82,6 +84,28 @@ def reconstruction_error(tokenizer, normalizer, clips: list) -> dict:
                 "pose_mm": round(1000 * v[1] / max(frames, 1), 2)} for s, v in sums.items()}
 
 
+def code_usage(tokenizer, normalizer, clips: list) -> dict:
+    """[(T, 22, 3) joints] -> {"codes": codebook size, "used": distinct base-layer codes, "perplexity":
+    exp(entropy) of their frequencies} over all clips (perplexity = codes if every code were used equally)."""
+    import torch
+
+    from kmm.motion.features import joints_to_features
+
+    counts = np.zeros(tokenizer.config.n_codes)
+    with torch.no_grad():
+        for joints in clips:
+            f = joints_to_features(joints)
+            T = len(f) // tokenizer.downsample * tokenizer.downsample
+            if T == 0:
+                continue
+            x = torch.from_numpy(normalizer.normalize(f[:T])).float()[None]
+            codes = tokenizer.encode(x)[0, :, 0]
+            counts += np.bincount(codes.numpy(), minlength=len(counts))
+    p = counts[counts > 0] / counts.sum()
+    return {"codes": int(len(counts)), "used": int((counts > 0).sum()),
+            "perplexity": round(float(np.exp(-(p * np.log(p)).sum())), 1)}
+
+
 def render(result: dict) -> str:
     lines = ["| action | real clips | " + " | ".join(STAGES) + " |", "|---|---|" + "---|" * len(STAGES)]
     for name, r in result["actions"].items():
@@ -95,6 +119,9 @@ def render(result: dict) -> str:
                   "| root path integrated over the clip | " + " | ".join(f"{v['root_integrated_mm']:.1f}"
                                                                       for v in rec.values()) + " |",
                   "| pose relative to the pelvis | " + " | ".join(f"{v['pose_mm']:.1f}" for v in rec.values()) + " |"]
+    if result.get("base_codes"):
+        u = result["base_codes"]
+        lines += ["", f"Base layer codes used by these clips: {u['used']} of {u['codes']}, perplexity {u['perplexity']}."]
     return "\n".join(lines)
 
 
@@ -123,7 +150,8 @@ def main(argv=None) -> int:
     result = {"kind": "kmm-tokenizer-breadth", "split": args.split, "weights": str(args.weights),
               "stages": list(STAGES), "actions": measure(pipe.tokenizer, pipe.normalizer, by_action),
               "reconstruction_clips": len(clips),
-              "reconstruction": reconstruction_error(pipe.tokenizer, pipe.normalizer, [c.joints for c in clips])}
+              "reconstruction": reconstruction_error(pipe.tokenizer, pipe.normalizer, [c.joints for c in clips]),
+              "base_codes": code_usage(pipe.tokenizer, pipe.normalizer, [c.joints for c in clips])}
     print(render(result))
     if args.json:
         write_json(args.json, result)
