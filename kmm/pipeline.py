@@ -157,7 +157,9 @@ class Pipeline:
         (motion-mamba: motion-vae/ and motion-mamba/ instead of tokenizer/, residual/).
 
         residual/ is optional: without it, or when pipeline.json says "residual_layers": 0, the token
-        generators decode the base codebook layer alone (no ResidualPredictor is loaded)."""
+        generators decode the base codebook layer alone (no ResidualPredictor is loaded).
+        pipeline.json "residual_root": "base" takes the root's path from the base layer when residual layers are
+        decoded ("all", the default: from all layers; `kmm.backends._TokenDecoder`)."""
         from kmm.config import TextConfig
         from kmm.text_backbone import shared_backbone
 
@@ -203,10 +205,16 @@ class Pipeline:
                 raise WeightsError(f"{root / 'pipeline.json'} asks for {n_res} residual layers but "
                                    f"{root / 'residual'} is missing")
             res = ResidualPredictor.from_pretrained(root / "residual") if n_res > 0 else None
+            # where the root's path comes from when residual layers are decoded (kmm.backends._TokenDecoder)
+            root_mode = settings.get("residual_root", "all")
+            if root_mode not in ("all", "base"):
+                raise WeightsError(f"{root / 'pipeline.json'}: residual_root must be \"all\" or \"base\", "
+                                   f"not {root_mode!r}")
             if generator == "bamm":
                 backend = BammBackend(Bamm.from_pretrained(root / "bamm"), tok, res, frozen_text, n_res)
             else:
                 backend = MaskedBackend(MaskedGenerator.from_pretrained(root / generator), tok, res, frozen_text, n_res)
+            backend.root_from_base = root_mode == "base"
         return cls(backend, Normalizer.from_dict(stats), backbone, model_id or f"{root.name}/{generator}", device)
 
     # --- text -----------------------------------------------------------------------------------

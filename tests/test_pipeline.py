@@ -157,3 +157,44 @@ def test_residual_folder_is_optional(tmp_path):
 def test_asking_for_residual_layers_without_the_folder_is_a_clear_error(tmp_path):
     with pytest.raises(WeightsError, match="residual"):
         Pipeline.from_pretrained(_bundle_without_residual(tmp_path, {"residual_layers": 2}), "kmm")
+
+
+def _bundle_with_residual(tmp_path, settings: dict):
+    """The shipped bundle's parts (residual/ included) with this pipeline.json."""
+    for name in ("normalizer.safetensors", "tokenizer", "kmm", "residual"):
+        (tmp_path / name).symlink_to(SHIPPED / name)
+    (tmp_path / "pipeline.json").write_text(json.dumps(settings))
+    return tmp_path
+
+
+@pytest.mark.skipif(not (SHIPPED / "residual").is_dir(), reason="shipped residual predictor not present")
+def test_residual_root_base_takes_the_path_from_the_base_layer_and_the_rest_from_all_layers(tmp_path):
+    """With "residual_root": "base", the yaw and planar root velocities are those of the base layer decoded alone;
+    every other channel is the all-layer decoding's; "all" decodes all channels from all layers."""
+    import torch
+
+    from kmm.backends import ROOT_PATH
+
+    pipe = Pipeline.from_pretrained(_bundle_with_residual(tmp_path, {"residual_layers": 5, "residual_root": "base"}))
+    b = pipe.backend
+    assert b.root_from_base and pipe.residual_layers == 5
+    codes = pipe.generate([("a person squats down", 3.0)], seed=0).codes                # (N, 6), all layers
+    assert (codes >= 0).all()
+    base = codes.clone()
+    base[:, 1:] = -1
+    whole, alone = (b.tokenizer.decode(c[None])[0] for c in (codes, base))
+    mixed = b.decode(codes)
+    assert torch.equal(mixed[:, ROOT_PATH], alone[:, ROOT_PATH])
+    rest = torch.ones(mixed.shape[-1], dtype=torch.bool)
+    rest[ROOT_PATH] = False
+    assert torch.equal(mixed[:, rest], whole[:, rest])
+    assert not torch.allclose(whole[:, ROOT_PATH], alone[:, ROOT_PATH])            # the layers do move the root
+    assert torch.equal(b.decode(base), alone)                                        # base only: nothing to swap
+    b.root_from_base = False
+    assert torch.equal(b.decode(codes), whole)
+
+
+@pytest.mark.skipif(not (SHIPPED / "residual").is_dir(), reason="shipped residual predictor not present")
+def test_a_bad_residual_root_is_a_clear_error(tmp_path):
+    with pytest.raises(WeightsError, match="residual_root"):
+        Pipeline.from_pretrained(_bundle_with_residual(tmp_path, {"residual_layers": 5, "residual_root": "pelvis"}))

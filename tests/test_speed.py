@@ -225,6 +225,26 @@ def test_timelines_longer_than_the_window_still_window(shipped):
     assert lengths == [120, 120, 96, 96] and out.codes.shape[0] == 200
 
 
+
+def test_tiled_timeline_puts_every_example_once_and_points_its_checks_at_its_own_segments():
+    """long-window step 6: all examples back to back, order rotated by the seed, checks re-indexed."""
+    from kmm.app_logic import load_examples
+    from kmm.eval.long_window import tiled_timeline
+
+    examples = load_examples(REPO / "examples")
+    assert len(examples) >= 2
+    for seed in (0, 1, len(examples) + 1):
+        segments, checks = tiled_timeline(examples, seed)
+        assert [key for key, _ in checks][0] == examples[seed % len(examples)].key
+        assert sorted(key for key, _ in checks) == sorted(e.key for e in examples)
+        assert len(segments) == sum(len(e.segments) for e in examples)
+        by_key = {e.key: e for e in examples}
+        for key, items in checks:
+            e = by_key[key]
+            start = items[0][0] - e.checks[0][0]
+            assert [(k - start, name) for k, name in items] == e.checks
+            assert segments[start:start + len(e.segments)] == [(s.text, s.seconds) for s in e.segments]
+
 # --- the text encoder without transformers (kmm.bert_lite) -------------------------------------------------
 
 def test_lite_bert_matches_transformers():

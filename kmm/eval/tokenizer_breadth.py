@@ -9,7 +9,8 @@ pipeline's clean-up (`clean_joints`):
     capture       the clip itself (features → clean-up)
     autoencoder   encoder → decoder without quantisation (what the network can carry)
     all layers    encode → all residual codebook layers → decode (the best any generator could do)
-    base layer    encode → base layer only → decode (what the shipped pipeline decodes: residual_layers 0)
+    base layer    encode → base layer only → decode (the code the generators choose; since round 15 the
+                  pipeline adds residual layers predicted from it, not the true ones: pipeline.json)
 Reported per action: the pass rate of the check at each stage and the mean value of its measure; and over all
 the split's clips, the mean per-joint position error of each stage against the capture (`reconstruction_error`):
 with the root path integrated over the whole clip (drift included, issue #14) and of the pose alone; and how
