@@ -18,8 +18,8 @@ from __future__ import annotations
 import torch
 
 from kmm.generators.bamm.decoding import cascaded_decode
-from kmm.motion.skeleton import FEATURE_SLICES
 from kmm.generators.kmm.sampling import guided, mask_predict, residual_layers, sample_windows, sample_windows_batched
+from kmm.motion.skeleton import FEATURE_SLICES
 
 
 # the root's path channels: yaw velocity and planar velocity (the height stays with the pose)

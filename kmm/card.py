@@ -72,10 +72,10 @@ def held_out_numbers(bundle: Path, dataset, split: str = "test") -> dict:
         val_split = "val" if "val" in dataset.splits else split
         val_sweep = residual_layer_sweep(pipe, build_corpus(dataset, val_split, mirror=False).text_items())
         best = min((k for k in val_sweep if k != "true"), key=lambda k: val_sweep[k])
-        if "chosen_by" not in settings:   # a choice made on other measurements (its "chosen_by" says which) stays
+        kept = "chosen_by" in settings    # a choice made on other measurements (its "chosen_by" says which) stays
+        if not kept:
             settings_path.write_text(json.dumps({"residual_layers": int(best), "chosen_on": val_split,
                                                  "val_pose_mpjpe_mm": val_sweep}, indent=2) + "\n")
-        kept = "chosen_by" in settings
         out["residual_sweep"] = {"chosen_layers": int(settings["residual_layers"]) if kept else int(best),
                                  "chosen_on": settings["chosen_by"] if kept else val_split,
                                  "best_by_val_pose_mpjpe": int(best), "val": val_sweep,

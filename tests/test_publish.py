@@ -134,3 +134,20 @@ def test_export_weights_metrics_only_refreshes_the_held_out_numbers(tmp_path, ti
     assert not (bundle / "README.md").exists()          # no card written
     assert main(["export-weights", "--out", str(tmp_path / "empty"), "--metrics-only"]) == 2
     assert "not a weights bundle" in capsys.readouterr().err
+
+
+def test_metrics_only_keeps_a_residual_choice_made_on_other_measurements(tmp_path, tiny_bundle, mini_dir):
+    """pipeline.json with "chosen_by" (round 15: layers chosen on breadth and examples) survives --metrics-only, and
+    metrics.json reports both that choice and the val sweep's own pick; without "chosen_by" the sweep decides."""
+    bundle = tmp_path / "bundle"
+    shutil.copytree(tiny_bundle, bundle)
+    chosen = {"residual_layers": 2, "residual_root": "base", "chosen_by": "breadth"}
+    (bundle / "pipeline.json").write_text(json.dumps(chosen))
+    assert main(["export-weights", "--out", str(bundle), "--metrics-only", "--data", str(mini_dir)]) == 0
+    assert json.loads((bundle / "pipeline.json").read_text()) == chosen
+    sweep = json.loads((bundle / "metrics.json").read_text())["held_out"]["residual_sweep"]
+    assert sweep["chosen_layers"] == 2 and sweep["chosen_on"] == "breadth" and "best_by_val_pose_mpjpe" in sweep
+    (bundle / "pipeline.json").write_text(json.dumps({"residual_layers": 2}))
+    assert main(["export-weights", "--out", str(bundle), "--metrics-only", "--data", str(mini_dir)]) == 0
+    written = json.loads((bundle / "pipeline.json").read_text())
+    assert written["residual_layers"] == sweep["best_by_val_pose_mpjpe"] and "chosen_on" in written
