@@ -28,12 +28,19 @@ import numpy as np
 STAGES = ("capture", "autoencoder", "all layers", "base layer")
 
 
+def _tokenizer_input(tokenizer, normalizer, features: np.ndarray):
+    """(T, 263) real features -> (T', normalised (1, T', 263) tensor), T' = T rounded down to the tokenizer's stride."""
+    import torch
+
+    T = len(features) // tokenizer.downsample * tokenizer.downsample
+    return T, torch.from_numpy(normalizer.normalize(features[:T])).float()[None]
+
+
 def stage_features(tokenizer, normalizer, features: np.ndarray) -> dict:
     """(T, 263) real features -> {stage: (T', 263) features}, T' = T rounded down to the tokenizer's stride."""
     import torch
 
-    T = len(features) // tokenizer.downsample * tokenizer.downsample
-    x = torch.from_numpy(normalizer.normalize(features[:T])).float()[None]
+    T, x = _tokenizer_input(tokenizer, normalizer, features)
     with torch.no_grad():
         codes = tokenizer.encode(x)                                                  # (1, T/4, Q)
         out = {"autoencoder": tokenizer.decode_latent(tokenizer._latent(x)),
@@ -95,11 +102,9 @@ def code_usage(tokenizer, normalizer, clips: list) -> dict:
     counts = np.zeros(tokenizer.config.n_codes)
     with torch.no_grad():
         for joints in clips:
-            f = joints_to_features(joints)
-            T = len(f) // tokenizer.downsample * tokenizer.downsample
+            T, x = _tokenizer_input(tokenizer, normalizer, joints_to_features(joints))
             if T == 0:
                 continue
-            x = torch.from_numpy(normalizer.normalize(f[:T])).float()[None]
             codes = tokenizer.encode(x)[0, :, 0]
             counts += np.bincount(codes.numpy(), minlength=len(counts))
     p = counts[counts > 0] / counts.sum()
