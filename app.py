@@ -22,7 +22,7 @@ import numpy as np
 
 from kmm import app_logic as logic
 from kmm.config import DEFAULT_GUIDANCE
-from kmm.model.weights import WeightsError
+from kmm.errors import WeightsError   # not kmm.model.weights: that imports torch (the warm-up thread does)
 from kmm.motion.smpl import smpl_status
 from kmm.segment import MAX_CHARS, MAX_PROMPT_CHARS, MAX_SECONDS, MAX_SEGMENTS, MIN_SECONDS, TimelineError
 
@@ -593,6 +593,16 @@ def build_demo(pipelines=None) -> gr.Blocks:
     return demo
 
 
+def main() -> None:
+    """Serve the app; once the page answers, the default model loads in the background (`MotionService.warm`:
+    torch, weights, text encoder, scan kernel), so neither the page nor the first Generate waits for it."""
+    service = logic.MotionService()
+    demo = build_demo(service).queue(default_concurrency_limit=2, max_size=32)
+    demo.launch(server_name="0.0.0.0", server_port=int(os.environ.get("PORT", "7860")), css=APP_CSS,
+                prevent_thread_lock=True)
+    service.warm(logic.DEFAULT_MODEL)
+    demo.block_thread()
+
+
 if __name__ == "__main__":
-    build_demo().queue(default_concurrency_limit=2, max_size=32).launch(
-        server_name="0.0.0.0", server_port=int(os.environ.get("PORT", "7860")), css=APP_CSS)
+    main()

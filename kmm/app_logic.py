@@ -32,6 +32,7 @@ MODEL_LABELS = {  # generator folder -> label shown in the UI
     "motion-mamba": "Motion Mamba baseline (latent diffusion)",
 }
 DEFAULT_MODEL = "kmm"
+WARM_TEXT, WARM_SECONDS = "a person stands still", 2.0   # MotionService.warm's tiny generation
 
 
 def shown_models(weights_dir=None) -> dict:
@@ -633,6 +634,20 @@ class MotionService:
             if name not in self._pipelines:
                 self._pipelines[name] = self._factory(name, path)
             return self._pipelines[name]
+
+    def warm(self, name: str = DEFAULT_MODEL) -> threading.Thread:
+        """Loads `name`'s pipeline (torch, weights, text encoder) and runs one tiny generation (the scan kernel)
+        in a background thread, so the first Generate does not pay for them (issue #16, cold start). A failure
+        is only printed: the click that needs the pipeline reports it as usual. -> the started thread."""
+        def run():
+            try:
+                self.pipeline(name).generate([(WARM_TEXT, WARM_SECONDS)], seed=0, steps=1)
+            except Exception as e:   # noqa: BLE001 -- reported again, to the user, by the first Generate
+                print(f"[app] warm-up of {name!r} skipped: {type(e).__name__}: {e}")
+
+        thread = threading.Thread(target=run, name=f"warm-{name}", daemon=True)
+        thread.start()
+        return thread
 
     def generate(self, segments: Sequence[Segment], settings: Settings):
         pipe = self.pipeline(settings.model)

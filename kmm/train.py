@@ -333,7 +333,8 @@ def train_generator(name: str, tc: TokenCorpus, tc_val: TokenCorpus, tokenizer: 
     start = load_checkpoint(stage, gen, opt)
     if start == 0 and warm_start(gen, recipe.init_from, name):
         log(stage=name, init_from=recipe.init_from)
-    weights = action_balance_weights(tc.captions, [len(c) for c in tc.codes], recipe.action_balance)
+    weights = action_balance_weights(tc.captions, [len(c) for c in tc.codes], recipe.action_balance,
+                                     recipe.action_boost)
     sched = scheduler(opt, recipe.warmup, recipe.generator_steps, start)
     texts_src = TextBatcher(backbone, rng)
     ddp.check_batch("generator_batch", recipe.generator_batch)
@@ -515,7 +516,8 @@ def train_bamm(tc: TokenCorpus, tc_val: TokenCorpus, backbone, recipe: Recipe, o
     start = load_checkpoint(stage, model, opt)
     if start == 0 and warm_start(model, recipe.init_from, "bamm"):
         log(stage="bamm", init_from=recipe.init_from)
-    weights = action_balance_weights(tc.captions, [len(c) for c in tc.codes], recipe.action_balance)
+    weights = action_balance_weights(tc.captions, [len(c) for c in tc.codes], recipe.action_balance,
+                                     recipe.action_boost)
     sched = scheduler(opt, recipe.warmup, recipe.generator_steps, start)
     picker = TextBatcher(backbone, rng)
     ddp.check_batch("generator_batch", recipe.generator_batch)

@@ -40,7 +40,7 @@ ACTIONS: dict[str, tuple[str, ...]] = {
     "jump": ("jump", "leap"),
     "hop": ("hop", "skip"),
     "sit down": ("sit", "seated"),
-    "squat": ("squat", "crouch"),
+    "squat": ("squat", "crouch down", "crouches down", "crouching down"),   # not "walks crouched": a walk
     "kick": ("kick",),
     "punch": ("punch", "strike", "boxing", "jab"),
     "crawl": ("crawl",),
@@ -58,18 +58,31 @@ ACTIONS: dict[str, tuple[str, ...]] = {
 }
 
 
-def action_groups(captions: Iterable[str], actions: dict[str, Sequence[str]] = ACTIONS) -> dict[str, list[str]]:
-    """{action: captions that mention one of its keywords}; actions without captions are left out.
+# action -> phrases that use one of its keywords for another action ("throws a punch" is a punch, not a throw)
+NOT_ACTIONS: dict[str, tuple[str, ...]] = {
+    "throw": ("throws a punch", "throw a punch", "throws punches", "throw punches", "throwing punches"),
+}
+
+
+def action_groups(captions: Iterable[str], actions: dict[str, Sequence[str]] = ACTIONS,
+                  exclude: dict[str, Sequence[str]] = NOT_ACTIONS) -> dict[str, list[str]]:
+    """{action: captions that mention one of its keywords outside that action's `exclude` phrases}; actions
+    without captions are left out.
 
     >>> action_groups(["a person jumps forward", "a person sits down"], {"jump": ["jump"], "kick": ["kick"]})
     {'jump': ['a person jumps forward']}
+    >>> action_groups(["a person throws a punch", "a person throws"], {"throw": ["throw"]})
+    {'throw': ['a person throws']}
     """
     groups: dict[str, list[str]] = {}
     patterns = {a: re.compile(r"\b(?:" + "|".join(re.escape(k) for k in kws) + ")", re.IGNORECASE)
                 for a, kws in actions.items()}
+    drops = {a: re.compile("|".join(re.escape(p) for p in phrases), re.IGNORECASE)
+             for a, phrases in exclude.items() if phrases}
     for caption in captions:
         for action, pattern in patterns.items():
-            if pattern.search(caption):
+            text = drops[action].sub(" ", caption) if action in drops else caption
+            if pattern.search(text):
                 groups.setdefault(action, []).append(caption)
     return groups
 

@@ -150,6 +150,31 @@ def test_service_loads_lazily_once_per_model():
     assert service.source == "test weights"
 
 
+def test_service_warm_loads_the_model_in_the_background_and_leaves_errors_to_the_click(capsys):
+    from kmm.errors import WeightsError
+
+    calls = []
+
+    def factory(name, path):
+        calls.append(name)
+        return SimpleNamespace(generate=lambda segs, **kw: calls.append((segs, kw)))
+
+    service = logic.MotionService(factory, weights=lambda: (Path("/w"), "test weights"))
+    service.warm("kmm").join(timeout=10)
+    assert calls == ["kmm", ([(logic.WARM_TEXT, logic.WARM_SECONDS)], {"seed": 0, "steps": 1})]
+    service.pipeline("kmm")
+    assert calls.count("kmm") == 1                                # the click reuses the warmed pipeline
+
+    def broken(name, path):
+        raise WeightsError("corrupt weights file")
+
+    service = logic.MotionService(broken, weights=lambda: (Path("/w"), "test weights"))
+    service.warm("kmm").join(timeout=10)                          # no exception escapes the thread
+    assert "warm-up of 'kmm' skipped: WeightsError: corrupt weights file" in capsys.readouterr().out
+    with pytest.raises(WeightsError, match="corrupt weights file"):   # the click still gets the clear error
+        service.generate([Segment("walk", 3.0)], logic.check_settings(1, 2.0, 5, "kmm"))
+
+
 def test_service_regenerate_checks_index():
     service = logic.MotionService(pipelines={"kmm": SimpleNamespace()})
     with pytest.raises(TimelineError, match="Generate a motion first"):

@@ -54,6 +54,21 @@ def test_action_balance_weights_lift_rare_actions():
     assert 0.5 < (draws < 40).mean() < 40 / 45                                  # walking drawn less than its share
 
 
+def test_action_boost_multiplies_the_named_actions_and_rides_in_the_recipe():
+    from kmm.training.common import action_balance_weights
+    from kmm.training.recipe import Recipe
+
+    caps = [["a person walks forward"]] * 40 + [["a person kicks high"]] * 2 + [["a person squats down"]] * 2
+    w = action_balance_weights(caps, [40] * len(caps), 1.0)
+    b = action_balance_weights(caps, [40] * len(caps), 1.0, {"squat": 3.0})
+    assert abs(b.mean() - 1) < 1e-9
+    assert np.isclose(b[42] / b[40], 3 * w[42] / w[40]) and np.isclose(b[40] / b[0], w[40] / w[0])
+    with pytest.raises(ValueError, match="unknown actions \\['squats'\\]"):
+        action_balance_weights(caps, [40] * len(caps), 1.0, {"squats": 2.0})
+    r = Recipe(action_balance=1.0, action_boost={"squat": 2.5})
+    assert Recipe.from_dict(r.to_dict()).action_boost == {"squat": 2.5}
+
+
 def test_warm_start_loads_a_bundle_and_refuses_a_missing_one(tmp_path):
     import torch
     from safetensors.torch import save_file

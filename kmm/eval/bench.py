@@ -21,7 +21,8 @@ wall seconds from launch to the written file (imports, weight loading, text enco
 with the same threads; the CPU seconds it used are recorded beside it (on a busy machine wall ≫ CPU).
 App cold start (`app_cold_start`): `python app.py` in a fresh process with the same weights and threads; as soon as
 the page answers, one `/generate` of the same 10-s prompt through gradio_client (a person who clicks Generate at
-once): seconds from launch to the page and to the first result.
+once): seconds from launch to the page and to the first result. Then the same in a second fresh process, with the
+click 3 s after the page answers (`app_click_3s`, a person who reads the page first): seconds the Generate took.
 
 A bundle without trained transformer weights still gets a transformer row: a masked transformer with the KMM
 generator's width, depth, vocabulary and text encoder (`backbone="transformer"`) and random weights (seed 0). Its
@@ -267,9 +268,10 @@ def measure_cold_start(weights: Path, *, threads: int, device: str | None = None
     return {"wall_s": wall, "cpu_s": cpu, "command": "python -m kmm generate " + shlex.join(cmd[4:-4])}
 
 
-def measure_app_cold_start(weights: Path, *, threads: int, timeout_s: float = 180) -> dict:
-    """`python app.py` in a fresh process, then one `/generate` of a 10-s prompt as soon as the page answers
-    (as a person who clicks Generate at once) -> {"server_up_s", "first_result_s"} or {"error"}."""
+def measure_app_cold_start(weights: Path, *, threads: int, timeout_s: float = 180, click_after_s: float = 0.0) -> dict:
+    """`python app.py` in a fresh process, then one `/generate` of a 10-s prompt `click_after_s` after the page
+    answers (0: as a person who clicks Generate at once) -> {"server_up_s", "first_result_s", "click_after_s",
+    "generate_s" (the click to its result)} or {"error"}."""
     import socket
     import urllib.request
 
@@ -301,7 +303,10 @@ def measure_app_cold_start(weights: Path, *, threads: int, timeout_s: float = 18
             except OSError:
                 time.sleep(0.05)
         up = time.perf_counter() - t0
-        Client(url, verbose=False).predict(PROMPTS[0], "10", 0, DEFAULT_GUIDANCE, 10, "kmm", api_name="/generate")
+        client = Client(url, verbose=False)
+        time.sleep(max(0.0, click_after_s - (time.perf_counter() - t0 - up)))
+        t_click = time.perf_counter()
+        client.predict(PROMPTS[0], "10", 0, DEFAULT_GUIDANCE, 10, "kmm", api_name="/generate")
         first = time.perf_counter() - t0
     except Exception as e:   # the app's own error, shown as the measurement's
         return {"first_result_s": None, "error": f"{type(e).__name__}: {str(e)[:200]}"}
@@ -311,8 +316,10 @@ def measure_app_cold_start(weights: Path, *, threads: int, timeout_s: float = 18
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             proc.kill()
-    return {"server_up_s": up, "first_result_s": first,
-            "command": f"python app.py, then /generate {PROMPTS[0]!r} 10 s as soon as the page answers"}
+    when = f"{click_after_s:g} s after the page answers" if click_after_s else "as soon as the page answers"
+    return {"server_up_s": up, "first_result_s": first, "click_after_s": click_after_s,
+            "generate_s": first - (t_click - t0),
+            "command": f"python app.py, then /generate {PROMPTS[0]!r} 10 s {when}"}
 
 
 def _point_main(spec: dict) -> None:
@@ -382,6 +389,9 @@ def run_bench(*, weights="assets/kmm", models=DEFAULT_MODELS, repeats: int = 3, 
         log("app cold start (python app.py to the first 10-s result): "
             + (f"page {app['server_up_s']:.2f} s, first result {app['first_result_s']:.2f} s"
                if app.get("first_result_s") else app.get("error", "failed")))
+        out["app_click_3s"] = later = measure_app_cold_start(weights, threads=threads, click_after_s=3.0)
+        log("app, Generate clicked 3 s after the page: " + (f"{later['generate_s']:.2f} s" if later.get("generate_s")
+                                                            else later.get("error", "failed")))
     if "kmm" in rows and "transformer" in rows:
         out["kmm_vs_transformer"] = relative_speed(out["models"]["kmm"], out["models"]["transformer"])
         log("kmm / transformer time: " + ", ".join(f"{k} {v:.2f}" for k, v in out["kmm_vs_transformer"].items()

@@ -152,16 +152,21 @@ def sample_by_length(lengths, n: int, rng: np.random.Generator, weights=None):
     return cand[k * n:(k + 1) * n]
 
 
-def action_balance_weights(captions: list[list[str]], lengths, alpha: float) -> np.ndarray | None:
+def action_balance_weights(captions: list[list[str]], lengths, alpha: float,
+                           boost: dict[str, float] | None = None) -> np.ndarray | None:
     """Per-item sampling factors that lift rare actions (#13): an item's factor is (share of training time of its
     rarest action)^-alpha, normalised so the mean factor is 1. alpha = 0 -> None (plain √length sampling).
 
     1. Each item's actions: the `kmm.vocabulary.ACTIONS` whose keywords its captions mention ("other" if none).
     2. An action's share: the summed √length of its items over the total.
-    3. Factor = max over the item's actions of share^-alpha (an item with a rare action counts as rare).
+    3. Factor = max over the item's actions of share^-alpha (an item with a rare action counts as rare),
+       times the largest `boost[action]` of its actions (`Recipe.action_boost`; 1 where none is named).
     """
     if alpha <= 0:
         return None
+    unknown = sorted(set(boost or {}) - set(_vocabulary_actions()))
+    if unknown:
+        raise ValueError(f"action_boost: unknown actions {unknown}; known: {sorted(_vocabulary_actions())}")
     from kmm.vocabulary import action_groups
 
     root = np.sqrt(np.asarray(lengths, dtype=np.float64))
@@ -175,7 +180,15 @@ def action_balance_weights(captions: list[list[str]], lengths, alpha: float) -> 
             share[name] = share.get(name, 0.0) + r
     total = float(root.sum())
     w = np.array([max((share[n] / total) ** -alpha for n in a) for a in acts])   # 3.
+    if boost:
+        w = w * np.array([max([boost.get(n, 1.0) for n in a]) for a in acts])
     return w / w.mean()
+
+
+def _vocabulary_actions():
+    from kmm.vocabulary import ACTIONS
+
+    return ACTIONS
 
 
 # --- losses ----------------------------------------------------------------------------------------

@@ -46,6 +46,7 @@ class Recipe(_JsonConfig):
     teacher_lengths: str = "clip"       # their lengths: "clip" (the clips') or "predicted" (the teacher's length head)
     guidance_spread: float = 0.5        # guidance distillation: share of rows whose scale is uniform in range
     action_balance: float = 0.0         # generators: sample rare actions more (kmm.training.common); 0 = off
+    action_boost: dict = field(default_factory=dict)  # generators, with action_balance: {action: extra factor}
     gen_steps_eval: int = 10
     generators: tuple = ("kmm", "kmm-random", "transformer", "bamm")
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
