@@ -68,11 +68,11 @@ def held_out_numbers(bundle: Path, dataset, split: str = "test") -> dict:
     out.update(baseline_numbers(bundle, text_corpus, tc, backbone))
     settings_path = bundle / "pipeline.json"
     settings = json.loads(settings_path.read_text()) if settings_path.is_file() else {}
+    kept = "chosen_by" in settings    # a choice made on other measurements (its "chosen_by" says which) stays
     if pipe.residual is not None:
         val_split = "val" if "val" in dataset.splits else split
         val_sweep = residual_layer_sweep(pipe, build_corpus(dataset, val_split, mirror=False).text_items())
         best = min((k for k in val_sweep if k != "true"), key=lambda k: val_sweep[k])
-        kept = "chosen_by" in settings    # a choice made on other measurements (its "chosen_by" says which) stays
         if not kept:
             settings_path.write_text(json.dumps({"residual_layers": int(best), "chosen_on": val_split,
                                                  "val_pose_mpjpe_mm": val_sweep}, indent=2) + "\n")
@@ -81,7 +81,7 @@ def held_out_numbers(bundle: Path, dataset, split: str = "test") -> dict:
                                  "best_by_val_pose_mpjpe": int(best), "val": val_sweep,
                                  split: residual_layer_sweep(pipe, text_corpus)}
         out["residual_params_m"] = round(sum(p.numel() for p in pipe.residual.parameters()) / 1e6, 2)
-    elif "chosen_by" not in settings:
+    elif not kept:
         settings_path.write_text(json.dumps({"residual_layers": 0}, indent=2) + "\n")
     out["tokenizer_params_m"] = round(sum(p.numel() for p in tok.parameters()) / 1e6, 2)
     return out

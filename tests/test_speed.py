@@ -234,7 +234,6 @@ def test_timelines_longer_than_the_window_still_window(shipped):
     assert lengths == [120, 120, 96, 96] and out.codes.shape[0] == 200
 
 
-
 def test_tiled_timeline_puts_every_example_once_and_points_its_checks_at_its_own_segments():
     """long-window step 6: all examples back to back, order rotated by the seed, checks re-indexed."""
     from kmm.app_logic import load_examples
@@ -253,6 +252,7 @@ def test_tiled_timeline_puts_every_example_once_and_points_its_checks_at_its_own
             start = items[0][0] - e.checks[0][0]
             assert [(k - start, name) for k, name in items] == e.checks
             assert segments[start:start + len(e.segments)] == [(s.text, s.seconds) for s in e.segments]
+
 
 # --- the text encoder without transformers (kmm.bert_lite) -------------------------------------------------
 

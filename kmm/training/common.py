@@ -164,10 +164,11 @@ def action_balance_weights(captions: list[list[str]], lengths, alpha: float,
     """
     if alpha <= 0:
         return None
-    unknown = sorted(set(boost or {}) - set(_vocabulary_actions()))
+    from kmm.vocabulary import ACTIONS, action_groups
+
+    unknown = sorted(set(boost or {}) - set(ACTIONS))
     if unknown:
-        raise ValueError(f"action_boost: unknown actions {unknown}; known: {sorted(_vocabulary_actions())}")
-    from kmm.vocabulary import action_groups
+        raise ValueError(f"action_boost: unknown actions {unknown}; known: {sorted(ACTIONS)}")
 
     root = np.sqrt(np.asarray(lengths, dtype=np.float64))
     acts: list[list[str]] = []
@@ -183,12 +184,6 @@ def action_balance_weights(captions: list[list[str]], lengths, alpha: float,
     if boost:
         w = w * np.array([max([boost.get(n, 1.0) for n in a]) for a in acts])
     return w / w.mean()
-
-
-def _vocabulary_actions():
-    from kmm.vocabulary import ACTIONS
-
-    return ACTIONS
 
 
 # --- losses ----------------------------------------------------------------------------------------
